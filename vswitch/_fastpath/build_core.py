@@ -1,0 +1,68 @@
+"""cffi build script for the C fast path (API mode).
+
+The cdef is made from fastpath.h itself, so the header stays the one place
+the C/Python contract is written down: the preprocessor strips comments and
+expands constant expressions, and the integer #defines are handed to cffi as
+`#define NAME ...` so the compiler supplies their values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sysconfig
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+HEADER = HERE / "fastpath.h"
+SOURCES = sorted(str(p.relative_to(HERE.parent.parent)) for p in HERE.glob("*.c"))
+
+
+def _cdef_from_header() -> str:
+    text = HEADER.read_text()
+    defines = re.findall(r"^#define\s+(VS_[A-Z0-9_]+)\s+\S", text, re.M)
+    cc = sysconfig.get_config_var("CC") or "cc"
+    body = subprocess.run(
+        cc.split() + ["-E", "-P", "-xc", "-", "-DVS_CFFI_CDEF"],
+        input='#include "fastpath.h"\n', cwd=HERE, text=True, capture_output=True,
+        check=True,
+    ).stdout
+    # Drop the standard headers' declarations: cffi knows the int types.
+    start = body.index("enum vs_field_id")
+    body = body[start:]
+    guards = {"VSWITCH_FASTPATH_H"}
+    consts = "\n".join(f"#define {d} ..." for d in defines if d not in guards)
+    return consts + "\n" + body
+
+
+def _flags() -> tuple[list[str], list[str]]:
+    cflags = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter",
+              "-fno-strict-aliasing", "-pthread"]
+    ldflags = ["-pthread"]
+    if os.environ.get("VSWITCH_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+               "-fno-omit-frame-pointer", "-g", "-O1"]
+        cflags += san
+        ldflags += san
+    else:
+        cflags += ["-march=x86-64-v2"] if os.uname().machine == "x86_64" else []
+    return cflags, ldflags
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef_from_header())
+_cflags, _ldflags = _flags()
+ffibuilder.set_source(
+    "vswitch._fastpath._core",
+    '#include "fastpath.h"\n',
+    sources=SOURCES,
+    include_dirs=[str(HERE)],
+    extra_compile_args=_cflags,
+    extra_link_args=_ldflags,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
