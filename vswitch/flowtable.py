@@ -232,7 +232,8 @@ def _check(rc: int, err) -> None:
 def _entry(s) -> FlowEntry:
     insts = bytes(ffi.buffer(s.instructions, s.instructions_len)) if s.instructions_len else b""
     return FlowEntry(
-        table_id=s.table_id, priority=s.priority, match=key_to_match(ffi.addressof(s, "match"), ffi.addressof(s, "mask")),
+        table_id=s.table_id, priority=s.priority,
+        match=key_to_match(ffi.addressof(s, "match"), ffi.addressof(s, "mask")),
         instructions=decode_instructions(insts), cookie=s.cookie,
         idle_timeout=s.idle_timeout, hard_timeout=s.hard_timeout, flags=s.flags,
         packet_count=s.packet_count, byte_count=s.byte_count, duration_ns=s.duration_ns,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Union
 
 # Reserved ports (OFPP_*), groups, tables.
 OFPP_MAX = 0xFFFFFF00
@@ -121,7 +120,7 @@ _MAC_FIELDS = {"eth_dst", "eth_src", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_
 _IPV4_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
 _IPV6_FIELDS = {"ipv6_src", "ipv6_dst", "ipv6_nd_target"}
 
-FieldValue = Union[int, str, bytes, tuple]
+FieldValue = int | str | bytes | tuple
 
 
 def parse_value(name: str, value: FieldValue) -> tuple[int, int]:
@@ -280,7 +279,7 @@ class DecNwTtl:
     pass
 
 
-Action = Union[Output, Group, SetQueue, SetField, PushVlan, PopVlan, SetNwTtl, DecNwTtl]
+Action = Output | Group | SetQueue | SetField | PushVlan | PopVlan | SetNwTtl | DecNwTtl
 
 
 # --- instructions ----------------------------------------------------------
@@ -316,7 +315,8 @@ class GotoTable:
     table_id: int
 
 
-Instruction = Union[Meter, ApplyActions, ClearActions, WriteActions, WriteMetadata, GotoTable]
+Instruction = (Meter | ApplyActions | ClearActions | WriteActions | WriteMetadata
+               | GotoTable)
 
 
 def apply(*actions: Action) -> ApplyActions:

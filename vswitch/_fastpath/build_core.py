@@ -17,24 +17,25 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-HEADER = HERE / "fastpath.h"
+# Headers that make up the cffi interface (core.h and others are internal).
+PUBLIC_HEADERS = [h for h in ("fastpath.h", "datapath.h") if (HERE / h).exists()]
+INCLUDES = "".join(f'#include "{h}"\n' for h in PUBLIC_HEADERS)
 SOURCES = sorted(str(p.relative_to(HERE.parent.parent)) for p in HERE.glob("*.c"))
 
 
 def _cdef_from_header() -> str:
-    text = HEADER.read_text()
+    text = "".join((HERE / h).read_text() for h in PUBLIC_HEADERS)
     defines = re.findall(r"^#define\s+(VS_[A-Z0-9_]+)\s+\S", text, re.M)
     cc = sysconfig.get_config_var("CC") or "cc"
     body = subprocess.run(
         cc.split() + ["-E", "-P", "-xc", "-", "-DVS_CFFI_CDEF"],
-        input='#include "fastpath.h"\n', cwd=HERE, text=True, capture_output=True,
+        input=INCLUDES, cwd=HERE, text=True, capture_output=True,
         check=True,
     ).stdout
     # Drop the standard headers' declarations: cffi knows the int types.
     start = body.index("enum vs_field_id")
     body = body[start:]
-    guards = {"VSWITCH_FASTPATH_H"}
-    consts = "\n".join(f"#define {d} ..." for d in defines if d not in guards)
+    consts = "\n".join(f"#define {d} ..." for d in defines if not d.endswith("_H"))
     return consts + "\n" + body
 
 
@@ -57,7 +58,7 @@ ffibuilder.cdef(_cdef_from_header())
 _cflags, _ldflags = _flags()
 ffibuilder.set_source(
     "vswitch._fastpath._core",
-    '#include "fastpath.h"\n',
+    INCLUDES,
     sources=SOURCES,
     include_dirs=[str(HERE)],
     extra_compile_args=_cflags,
