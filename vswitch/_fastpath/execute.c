@@ -495,6 +495,13 @@ static uint32_t select_hash(const struct vs_key *k)
             h *= 16777619u;
         }
     }
+    /* FNV's low bits are weak (they only see the low bits of the input):
+     * finish with murmur3's fmix32 before the modulo. */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
     return h;
 }
 
