@@ -178,14 +178,18 @@ def decode_instructions(data: bytes) -> tuple:
     return tuple(out)
 
 
-def match_to_key(match: Match | None, key, mask) -> None:
-    """Write a Match into C vs_key structs (value, mask)."""
+def match_to_key(match: Match | None, key, mask) -> int:
+    """Write a Match into C vs_key structs (value, mask); returns the
+    bitmap of field ids it names (vs_flow_mod.fields)."""
     kb = ffi.buffer(key)
     mb = ffi.buffer(mask)
+    named = 0
     for name, (v, m) in (match.fields.items() if match else ()):
         s = SLOTS[name]
         kb[s.offset:s.offset + s.nbytes] = v.to_bytes(s.nbytes, "big")
         mb[s.offset:s.offset + s.nbytes] = m.to_bytes(s.nbytes, "big")
+        named |= 1 << FIELDS[name].id
+    return named
 
 
 # Storage shared between OXM names, resolved by what the match pins.
@@ -320,7 +324,7 @@ class Pipeline:
         fm.out_group = out_group
         fm.cookie = cookie
         fm.cookie_mask = cookie_mask
-        match_to_key(match, ffi.addressof(fm, "match"), ffi.addressof(fm, "mask"))
+        fm.fields = match_to_key(match, ffi.addressof(fm, "match"), ffi.addressof(fm, "mask"))
         blob = encode_instructions(instructions)
         buf = ffi.from_buffer(blob)
         fm.instructions = buf
@@ -410,9 +414,9 @@ def validate_match(match: Match) -> None:
     """Raise OFError if the core would refuse this match."""
     key = ffi.new("struct vs_key *")
     mask = ffi.new("struct vs_key *")
-    match_to_key(match, key, mask)
+    named = match_to_key(match, key, mask)
     err = ffi.new("struct vs_error *")
-    _check(lib.vs_match_validate(key, mask, err), err)
+    _check(lib.vs_match_validate(key, mask, named, err), err)
 
 
 # --- batches ---------------------------------------------------------------------

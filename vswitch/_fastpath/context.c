@@ -43,7 +43,8 @@ struct emc_entry {
 struct vs_context {
     struct vs_context_config cfg;
     struct vs_context_stats stats;
-    const struct vs_pipeline *owner;   /* caches are valid for (owner, gen) */
+    uint64_t owner;                    /* caches are valid for (pipeline id, gen); ids,
+                                          unlike addresses, are never reused */
     uint64_t gen;
     struct emc_entry *emc;
     struct mf_subtable **mf;
@@ -278,9 +279,9 @@ static void process_locked(struct vs_context *c, struct vs_pipeline *p,
                            const uint32_t *in_ports, uint32_t n, struct vs_batch_result *out,
                            uint64_t now)
 {
-    if (c->owner != p || c->gen != ATOMIC_LOAD(&p->gen)) {
+    if (c->owner != p->id || c->gen != ATOMIC_LOAD(&p->gen)) {
         flush_caches(c);
-        c->owner = p;
+        c->owner = p->id;
         c->gen = ATOMIC_LOAD(&p->gen);
     }
     arena_reset(&c->pkt_arena);

@@ -197,17 +197,18 @@ struct vs_meter {
     uint16_t flags;
     uint16_t n_bands;
     uint64_t created_ns;
-    pthread_spinlock_t lock;           /* guards the buckets below */
-    uint64_t last_ns;
+    pthread_spinlock_t lock;           /* guards the counters and buckets below */
     uint64_t n_packets, n_bytes;
     struct meter_band_state {
         struct vs_meter_band cfg;
         int64_t tokens;                /* bits (KBPS) or millipackets */
         int64_t capacity;
+        uint64_t last_ns;              /* tokens are credited up to here */
     } bands[VS_MAX_BANDS];
 };
 
 struct vs_pipeline {
+    uint64_t id;                       /* unique for the process: caches key on it */
     /* Writers (control thread) take it for writing; vs_process_batch takes
      * it for reading for a whole batch.  Writer-preferring, so a stream of
      * batches cannot starve flow mods. */
@@ -230,7 +231,7 @@ struct vs_meter *pipeline_find_meter(const struct vs_pipeline *, uint32_t id);
 const struct vs_port *pipeline_find_port(const struct vs_pipeline *, uint32_t port);
 
 /* ---- translation (xlate.c) --------------------------------------------- */
-#define XLATE_MAX_LOOKUPS 64           /* goto only goes forward: <= 255, capped */
+#define XLATE_MAX_LOOKUPS VS_N_TABLES  /* goto only goes forward: at most one lookup per table */
 struct xlate_lookup {
     struct vs_rule *rule;              /* NULL: table miss */
     uint8_t table_id;

@@ -257,6 +257,7 @@ static void set_field(struct exec_ctx *x, struct pkt_state *ps, uint32_t f, cons
             tc = f == VS_F_IP_DSCP ? (uint8_t)((v[0] << 2) | (tc & 3))
                                    : (uint8_t)((tc & 0xfc) | (v[0] & 3));
             put16(buf, (uint16_t)((w & 0xf00f) | tc << 4));
+            v = buf;
             ofs = L3;
             n = 2;
             break;
@@ -438,17 +439,24 @@ static int meter(struct exec_ctx *x, struct pkt_state *ps, uint32_t id)
     int best = -1;
     pthread_spin_lock(&m->lock);
     uint64_t now = x->now;
-    uint64_t dt = now > m->last_ns ? now - m->last_ns : 0;
-    m->last_ns = now > m->last_ns ? now : m->last_ns;
     m->n_packets++;
     m->n_bytes += ps->len;
     for (int i = 0; i < m->n_bands; i++) {
         struct meter_band_state *b = &m->bands[i];
-        /* rate per second -> tokens per ns: rate * 1000 units per second
-         * (bits for kbps, millipackets for pktps). */
-        b->tokens += (int64_t)((__int128)dt * b->cfg.rate * 1000 / 1000000000);
-        if (b->tokens > b->capacity)
-            b->tokens = b->capacity;
+        /* rate units per second = rate * 1000 tokens per 1e9 ns.  The clock
+         * only advances by the time actually converted into whole tokens,
+         * so frequent small batches do not lose the remainders. */
+        if (now > b->last_ns) {
+            uint64_t add = (uint64_t)((__int128)(now - b->last_ns) * b->cfg.rate / 1000000);
+            if (add) {
+                b->tokens += (int64_t)add;
+                b->last_ns += (uint64_t)((__int128)add * 1000000 / b->cfg.rate);
+            }
+            if (b->tokens >= b->capacity) {
+                b->tokens = b->capacity;
+                b->last_ns = now;
+            }
+        }
         int64_t cost = (m->flags & VS_MF_PKTPS) ? 1000 : (int64_t)ps->len * 8;
         if (b->tokens >= cost) {
             b->tokens -= cost;

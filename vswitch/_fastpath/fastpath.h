@@ -326,6 +326,7 @@ struct vs_flow_mod {
     uint64_t cookie_mask;      /* modify/delete filter */
     struct vs_key match;       /* values, zero where wildcarded */
     struct vs_key mask;        /* 1-bits are matched */
+    uint64_t fields;           /* bit i: the request named field i (VS_F_*); 0 = infer */
     const uint8_t *instructions;
     uint32_t instructions_len;
 };
@@ -336,10 +337,15 @@ struct vs_flow_mod {
 int vs_pipeline_flow_mod(struct vs_pipeline *, const struct vs_flow_mod *,
                          struct vs_error *err);
 
-/* Check a match on its own (masks, value bits outside the mask or outside
- * the field, prerequisites).  0 or -1 with err. */
+/* Check a match on its own: value outside the field (BAD_VALUE), mask
+ * outside the field or partial on an unmaskable field (BAD_MASK), value
+ * bits outside the mask (BAD_WILDCARDS), prerequisites (BAD_PREREQ).
+ * Fields that share storage (tcp_dst/udp_dst/...) cannot be told apart in a
+ * key, so `fields` names the OXM fields the request used (bit i = VS_F_i)
+ * and their own prerequisites are checked; with fields == 0 a shared slot is
+ * accepted when any of its names' prerequisites hold.  0 or -1 with err. */
 int vs_match_validate(const struct vs_key *match, const struct vs_key *mask,
-                      struct vs_error *err);
+                      uint64_t fields, struct vs_error *err);
 
 /* Flow entry as reported to the control plane. */
 struct vs_flow_stats {

@@ -26,7 +26,9 @@ enum { BAC_BAD_TYPE = 0, BAC_BAD_LEN = 1, BAC_BAD_OUT_PORT = 4, BAC_BAD_ARGUMENT
        BAC_BAD_SET_LEN = 14, BAC_BAD_SET_ARGUMENT = 15 };
 enum { GMF_GROUP_EXISTS = 0, GMF_INVALID_GROUP = 1, GMF_OUT_OF_GROUPS = 3,
        GMF_OUT_OF_BUCKETS = 4, GMF_CHAINING_UNSUPPORTED = 5, GMF_WATCH_UNSUPPORTED = 6,
-       GMF_UNKNOWN_GROUP = 8, GMF_BAD_TYPE = 10, GMF_BAD_COMMAND = 11, GMF_BAD_BUCKET = 12 };
+       GMF_UNKNOWN_GROUP = 8, GMF_BAD_TYPE = 10, GMF_BAD_COMMAND = 11, GMF_BAD_BUCKET = 12,
+       GMF_BAD_WATCH = 13 };
+#define OFPG_ALL 0xfffffffcu
 enum { MMF_METER_EXISTS = 1, MMF_INVALID_METER = 2, MMF_UNKNOWN_METER = 3,
        MMF_BAD_COMMAND = 4, MMF_BAD_FLAGS = 5, MMF_BAD_RATE = 6, MMF_BAD_BAND = 8,
        MMF_OUT_OF_METERS = 10, MMF_OUT_OF_BANDS = 11 };
@@ -132,22 +134,31 @@ static bool prereq_ok(const struct vs_key *v, const struct vs_key *m, int f)
 }
 
 int vs_match_validate(const struct vs_key *match, const struct vs_key *mask,
-                      struct vs_error *err)
+                      uint64_t fields, struct vs_error *err)
 {
     /* Bytes that belong to no field must be wildcarded. */
     uint8_t covered[VS_KEY_SIZE] = {0};
     for (int f = 0; f < VS_N_FIELDS; f++)
         memset(covered + vs_fields[f].offset, 1, vs_fields[f].len);
     const uint8_t *mb = (const uint8_t *)mask, *vb = (const uint8_t *)match;
-    for (unsigned i = 0; i < VS_KEY_SIZE; i++) {
+    for (unsigned i = 0; i < VS_KEY_SIZE; i++)
         if (!covered[i] && (mb[i] || vb[i]))
             return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_FIELD, "byte %u is not a field", i);
-        if (vb[i] & ~mb[i])
-            return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_WILDCARDS,
-                        "value has bits outside its mask at key byte %u", i);
+    for (int f = 0; f < VS_N_FIELDS; f++) {
+        if (fields & (1ull << f) && !field_any(mask, f))
+            return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s: empty mask", vs_fields[f].name);
+        if (fields && !(fields & (1ull << f)) && field_any(mask, f)) {
+            /* Named under another name of the same storage? */
+            bool named = false;
+            for (int g = 0; g < VS_N_FIELDS; g++)
+                if ((fields & (1ull << g)) && vs_fields[g].offset == vs_fields[f].offset)
+                    named = true;
+            if (!named)
+                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_FIELD,
+                            "%s matched but not named", vs_fields[f].name);
+        }
     }
-    /* Fields that share storage are checked once per storage slot: the slot
-     * is valid when any of its OXM names has its prerequisites met. */
+    /* Each storage slot once. */
     bool seen[VS_KEY_SIZE] = {false};
     for (int f = 0; f < VS_N_FIELDS; f++) {
         const struct vs_field_info *fi = &vs_fields[f];
@@ -155,19 +166,35 @@ int vs_match_validate(const struct vs_key *match, const struct vs_key *mask,
             continue;
         seen[fi->offset] = true;
         const uint8_t *m = fptr(mask, f), *v = fptr(match, f);
-        for (unsigned i = 0; i < fi->len; i++) {
+        for (unsigned i = 0; i < fi->len; i++)
             if (v[i] & ~fi->valid_bits[i])
                 return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_VALUE, "%s: value too wide", fi->name);
+        for (unsigned i = 0; i < fi->len; i++)
             if (m[i] & ~fi->valid_bits[i])
                 return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s: mask too wide", fi->name);
+        for (unsigned i = 0; i < fi->len; i++)
+            if (v[i] & ~m[i])
+                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_WILDCARDS,
+                            "%s: value has bits outside the mask", fi->name);
+        /* The names this slot goes by in this request. */
+        bool ok = false, any_named = false;
+        for (int g = f; g < VS_N_FIELDS; g++) {
+            if (vs_fields[g].offset != fi->offset)
+                continue;
+            bool named = !fields || (fields & (1ull << g));
+            if (!named)
+                continue;
+            any_named = true;
+            const struct vs_field_info *gi = &vs_fields[g];
+            if (!gi->maskable && !field_full(mask, g))
+                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s cannot be masked", gi->name);
+            bool met = prereq_ok(match, mask, g);
+            if (fields && !met)
+                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_PREREQ,
+                            "%s: prerequisites not met", gi->name);
+            ok |= met;
         }
-        if (!fi->maskable && !field_full(mask, f))
-            return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s cannot be masked", fi->name);
-        bool ok = false;
-        for (int g = f; g < VS_N_FIELDS && !ok; g++)
-            if (vs_fields[g].offset == fi->offset && prereq_ok(match, mask, g))
-                ok = true;
-        if (!ok)
+        if (any_named && !ok)
             return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_PREREQ,
                         "%s: prerequisites not met", fi->name);
     }
@@ -253,6 +280,8 @@ struct vs_pipeline *vs_pipeline_new(void)
     pthread_rwlockattr_destroy(&a);
     for (int t = 0; t < VS_N_TABLES; t++)
         cls_init(&p->tables[t].cls);
+    static uint64_t next_id;
+    p->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     p->gen = 1;
     return p;
 }
@@ -514,6 +543,8 @@ static int check_instructions(const struct vs_pipeline *p, struct vs_rule *r,
         uint32_t blen = op.len - 8;
         switch (op.type) {
         case VS_I_METER:
+            if (op.len != 8)
+                return fail(err, VS_OFPET_BAD_INSTRUCTION, BIC_BAD_LEN, "meter length");
             if (op.arg == 0 || op.arg > VS_OFPM_MAX || !pipeline_find_meter(p, op.arg))
                 return fail(err, VS_OFPET_METER_MOD_FAILED, MMF_UNKNOWN_METER, "no meter %u", op.arg);
             r->meter_id = op.arg;
@@ -531,6 +562,8 @@ static int check_instructions(const struct vs_pipeline *p, struct vs_rule *r,
             }
             break;
         case VS_I_CLEAR:
+            if (op.len != 8)
+                return fail(err, VS_OFPET_BAD_INSTRUCTION, BIC_BAD_LEN, "clear_actions length");
             r->clear = 1;
             break;
         case VS_I_WRITE_METADATA:
@@ -541,6 +574,8 @@ static int check_instructions(const struct vs_pipeline *p, struct vs_rule *r,
             r->has_meta = 1;
             break;
         case VS_I_GOTO:
+            if (op.len != 8)
+                return fail(err, VS_OFPET_BAD_INSTRUCTION, BIC_BAD_LEN, "goto_table length");
             if (op.arg <= r->table_id || op.arg >= VS_N_TABLES)
                 return fail(err, VS_OFPET_BAD_INSTRUCTION, BIC_BAD_TABLE_ID,
                             "goto_table %u from table %u", op.arg, r->table_id);
@@ -696,7 +731,8 @@ static int select_rules(const struct vs_pipeline *p, uint8_t table_id,
         free(all.r);
         if (out->oom)
             return -1;
-        qsort(out->r + start, out->n - start, sizeof *out->r, by_priority);
+        if (out->n > start)
+            qsort(out->r + start, out->n - start, sizeof *out->r, by_priority);
     }
     return 0;
 }
@@ -773,23 +809,27 @@ static bool overlaps(const struct vs_rule *r, const struct vs_key *match, const 
 static int flow_add(struct vs_pipeline *p, const struct vs_flow_mod *fm, struct vs_error *err)
 {
     struct vs_table *t = &p->tables[fm->table_id];
+    /* Validation errors come before overlap and capacity errors. */
+    struct vs_rule *r = rule_build(p, fm, fm->table_id, err);
+    if (!r)
+        return -1;
     if (fm->flags & VS_FF_CHECK_OVERLAP) {
         struct rule_vec all = {0};
         cls_for_each(&t->cls, collect, &all);
         for (size_t i = 0; i < all.n; i++) {
             if (all.r[i]->cr.priority == fm->priority && overlaps(all.r[i], &fm->match, &fm->mask)) {
                 free(all.r);
+                rule_free(r);
                 return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_OVERLAP, "overlaps an existing flow");
             }
         }
         free(all.r);
     }
     struct cls_rule *old = cls_find_exact(&t->cls, &fm->match, &fm->mask, fm->priority);
-    if (!old && t->cls.n_rules >= MAX_RULES_PER_TABLE)
+    if (!old && t->cls.n_rules >= MAX_RULES_PER_TABLE) {
+        rule_free(r);
         return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_TABLE_FULL, "table %u is full", fm->table_id);
-    struct vs_rule *r = rule_build(p, fm, fm->table_id, err);
-    if (!r)
-        return -1;
+    }
     if (cls_insert(&t->cls, &r->cr, &fm->mask) < 0) {
         rule_free(r);
         return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_UNKNOWN, "out of memory");
@@ -814,14 +854,13 @@ static int flow_modify(struct vs_pipeline *p, const struct vs_flow_mod *fm, stru
         free(v.r);
         return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_UNKNOWN, "out of memory");
     }
-    /* Build every replacement first so that a bad request changes nothing. */
+    /* Build every replacement first so that a bad request changes nothing.
+     * The instructions are checked against the request's match, as Open
+     * vSwitch does. */
     struct vs_rule **repl = calloc(v.n ? v.n : 1, sizeof *repl);
     int rc = repl ? 0 : fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_UNKNOWN, "out of memory");
     for (size_t i = 0; rc == 0 && i < v.n; i++) {
-        struct vs_flow_mod m = *fm;
-        m.match = v.r[i]->cr.key;
-        m.mask = v.r[i]->cr.st->mask;
-        repl[i] = rule_build(p, &m, v.r[i]->table_id, err);
+        repl[i] = rule_build(p, fm, v.r[i]->table_id, err);
         if (!repl[i])
             rc = -1;
     }
@@ -891,7 +930,7 @@ int vs_pipeline_flow_mod(struct vs_pipeline *p, const struct vs_flow_mod *fm, st
         return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_BAD_TABLE_ID, "bad table %u", fm->table_id);
     if (fm->flags & ~0x1fu)
         return fail(err, VS_OFPET_FLOW_MOD_FAILED, FMF_BAD_FLAGS, "bad flags %#x", fm->flags);
-    if (vs_match_validate(&fm->match, &fm->mask, err) < 0)
+    if (vs_match_validate(&fm->match, &fm->mask, fm->fields, err) < 0)
         return -1;
     wrlock(p);
     int rc;
@@ -1058,7 +1097,7 @@ static struct vs_group *group_build(const struct vs_pipeline *p, uint8_t type, u
             goto bad;
         }
         if (type == VS_GT_FF && h.watch_port == VS_OFPP_ANY) {
-            fail(err, VS_OFPET_GROUP_MOD_FAILED, GMF_BAD_BUCKET, "fast failover bucket without watch_port");
+            fail(err, VS_OFPET_GROUP_MOD_FAILED, GMF_BAD_WATCH, "fast failover bucket without watch_port");
             goto bad;
         }
         if (check_actions(&c, g->blob + off, h.actions_len, err) < 0)
@@ -1103,14 +1142,14 @@ int vs_pipeline_group_mod(struct vs_pipeline *p, uint8_t command, uint8_t type, 
         memset(err, 0, sizeof *err);
     if (command > VS_GC_DELETE)
         return fail(err, VS_OFPET_GROUP_MOD_FAILED, GMF_BAD_COMMAND, "bad command %u", command);
-    if (id > VS_OFPG_MAX && !(command == VS_GC_DELETE && id == VS_OFPG_ANY))
+    if (id > VS_OFPG_MAX && !(command == VS_GC_DELETE && id == OFPG_ALL))
         return fail(err, VS_OFPET_GROUP_MOD_FAILED, GMF_INVALID_GROUP, "bad group id %#x", id);
     int rc = 0;
     wrlock(p);
     bool found;
     uint32_t i = id_search((void *const *)p->groups, p->n_groups, id, &found);
     if (command == VS_GC_DELETE) {
-        if (id == VS_OFPG_ANY) {       /* OFPG_ALL: every group */
+        if (id == OFPG_ALL) {          /* every group */
             while (p->n_groups) {
                 struct vs_group *g = p->groups[--p->n_groups];
                 remove_rules_with_group(p, g->group_id);
@@ -1223,8 +1262,8 @@ static int meter_config(struct vs_meter *m, uint16_t flags, const struct vs_mete
                                                                        : bands[i].rate;
         b->capacity = (int64_t)burst * 1000;
         b->tokens = b->capacity;
+        b->last_ns = now_ns();
     }
-    m->last_ns = now_ns();
     return 0;
 }
 
@@ -1276,7 +1315,6 @@ int vs_pipeline_meter_mod(struct vs_pipeline *p, uint8_t command, uint16_t flags
             m->flags = tmp.flags;
             m->n_bands = tmp.n_bands;
             memcpy(m->bands, tmp.bands, sizeof m->bands);
-            m->last_ns = tmp.last_ns;
         }
     } else {
         struct vs_meter *m = calloc(1, sizeof *m);

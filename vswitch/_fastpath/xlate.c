@@ -119,9 +119,10 @@ static void key_apply(struct vs_key *k, const struct vs_op *op, const uint8_t *b
         default:
             present = false;
         }
-        /* L4 fields exist only where the parser could read them. */
+        /* L4 fields exist only where the parser could read them (nd_sll
+         * and nd_tll have their own bits, and double as ARP SHA/THA). */
         if (fi->offset >= offsetof(struct vs_key, tp_src) &&
-            fi->offset < offsetof(struct vs_key, vlan2_tci) && !(k->present & VS_PRESENT_L4))
+            fi->offset < offsetof(struct vs_key, nd_sll) && !(k->present & VS_PRESENT_L4))
             present = false;
         if (fi->offset >= offsetof(struct vs_key, ip_dscp) && !(k->present & VS_PRESENT_L3))
             present = false;
