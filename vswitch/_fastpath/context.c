@@ -203,8 +203,10 @@ static int entry_fill(struct arena *a, struct mf_entry *e, const struct xlate_ou
     e->prog = arena_alloc(a, xo->len + 1);
     if (!e->lookups || !e->prog)
         return -1;
-    memcpy(e->lookups, xo->lookups, xo->n_lookups * sizeof *e->lookups);
-    memcpy(e->prog, xo->prog, xo->len);
+    if (xo->n_lookups)
+        memcpy(e->lookups, xo->lookups, xo->n_lookups * sizeof *e->lookups);
+    if (xo->len)                       /* an empty program (drop) has no buffer */
+        memcpy(e->prog, xo->prog, xo->len);
     for (unsigned i = 0; i < VS_KEY_WORDS; i++)
         kw_set(&e->key, i, kw(key, i) & kw(&xo->wc, i));
     return 0;

@@ -1,0 +1,317 @@
+/* datapath.h -- ports and poll threads that switch real traffic through a
+ * pipeline (see fastpath.h for the pipeline itself).
+ *
+ * What it is
+ * ==========
+ * A datapath (struct vs_dp) serves one bridge.  It owns ports (real network
+ * devices, TAP devices, patch links to other datapaths) and N poll threads;
+ * it borrows one struct vs_pipeline from the caller, who keeps ownership and
+ * must free it only after vs_dp_free().  Each poll thread owns a vs_context
+ * and the receive side of a subset of the ports:
+ *
+ *   round:  for each of my ports: take up to batch_size frames
+ *             -> vs_process_batch(ctx, pipeline)
+ *             -> upcalls:  copied into the datapath's upcall queue
+ *             -> emits:    port N / LOCAL: staged for port N
+ *                          NORMAL: MAC learning switch (below) -> staged
+ *                          patch port: injected into the peer datapath
+ *             -> staged frames sent per port in one call (sendmmsg / a loop
+ *                of write() on a TAP, which has no batch write)
+ *             -> the receive buffers are given back (ring blocks released)
+ *   idle:   after busy_rounds empty rounds the thread blocks in epoll_wait
+ *           on its ports' fds and a wake-up eventfd, so an idle datapath
+ *           costs no CPU; traffic wakes it and it polls again.
+ * The poll threads are plain pthreads: Python's GIL is never involved.
+ *
+ * Port types
+ * ==========
+ *  system    an existing netdev (by ifindex or name) over AF_PACKET with a
+ *            TPACKET_V3 mmap'ed RX ring, promiscuous (PACKET_MR_PROMISC),
+ *            PACKET_IGNORE_OUTGOING (it does not see its own sends) and
+ *            PACKET_QDISC_BYPASS; transmit with sendmmsg.  VLAN tags the
+ *            kernel took out of the frame (tp_vlan_tci) are put back, and
+ *            frames whose checksum the sender left to offload
+ *            (TP_STATUS_CSUMNOTREADY, e.g. from a veth peer) get their
+ *            TCP/UDP checksum completed in software before the pipeline.
+ *  tap       a TAP device the datapath creates (IFF_TAP|IFF_NO_PI,
+ *            non-blocking) and removes again (closing it destroys it).
+ *  internal  the bridge's own host interface: a TAP named after the bridge,
+ *            port number OFPP_LOCAL by convention (the caller passes it).
+ *  patch     one end of a link between two datapaths: a frame output to it
+ *            is run through the peer datapath's pipeline with the peer patch
+ *            port as in_port, inline, in the same thread.  Nested patch hops
+ *            go at most patch_max_depth deep; deeper frames are dropped and
+ *            counted (patch_loop_drops).  Each end names its peer datapath
+ *            and peer port; the pair is made by adding both ends.
+ *  afxdp     reserved; vs_dp_add_port refuses it ("not built").
+ * Every port has an OpenFlow port number (1..OFPP_MAX-1, or OFPP_LOCAL), is
+ * registered in the pipeline (vs_pipeline_set_port: FLOOD/ALL, liveness) and
+ * has counters (relaxed atomics: any thread may transmit on any port).
+ * Frames longer than the port's MTU + 14 + 8 (two VLAN tags) are counted
+ * (rx/tx_oversize) and dropped.
+ *
+ * NORMAL (a MAC learning switch, as Open vSwitch's)
+ * ======
+ * Emits to OFPP_NORMAL are switched by the datapath: the frame's VLAN comes
+ * from the input port's mode (access: the port's tag, tagged frames dropped;
+ * trunk: the 802.1Q tag, untagged = VLAN 0; native-untagged/native-tagged:
+ * untagged = the native VLAN `tag`); a trunk carries the VLANs in its
+ * `trunks` bitmap (all zero = all VLANs, the native VLAN implicitly).  The
+ * source (VLAN, MAC) is learned unless the MAC is multicast; a known unicast
+ * destination goes to its port (never back out of the input port); unknown
+ * unicast, broadcast and multicast flood to every port that carries the
+ * VLAN except the input port and ports with VS_DP_PF_NO_FLOOD.  On output
+ * the tag is added or removed per the output port's mode.  A priority tag
+ * (VID 0) counts as untagged.  Only TPID 0x8100 is a VLAN tag for NORMAL.
+ * The table ages entries (mac_aging_s, default 300 s) and holds at most
+ * mac_max (default 8192) entries, evicting the least recently used.
+ * A pipeline with no flows drops everything (table miss): for a standalone
+ * learning switch install one table-miss rule `priority=0 actions=NORMAL`
+ * (vswitch/datapath.py: make_standalone()).
+ *
+ * Upcalls and packet-out
+ * ======================
+ * CONTROLLER upcalls are copied into a bounded FIFO (upcall_queue_len,
+ * default 1024); when it is full they are dropped and counted.  An eventfd
+ * (vs_dp_upcall_fd) is readable exactly while the queue is non-empty.
+ * vs_dp_packet_out runs an action list on one frame: the actions become the
+ * one rule of a private scratch pipeline (table 0, a match pinning the
+ * frame's own eth_type/ip_proto/VLAN so that set_field prerequisites hold);
+ * OUTPUT:TABLE is rewritten to a private port number whose emits the
+ * datapath runs through the real pipeline.  Output to ports, IN_PORT, ALL,
+ * FLOOD, LOCAL, NORMAL and CONTROLLER, set_field, push/pop VLAN and the TTL
+ * actions work; group actions are refused (the scratch pipeline has no
+ * groups).
+ *
+ * THE LOCKING RULE
+ * ================
+ *  - Each datapath has a port-table rwlock (dp->lock, writer-preferring).
+ *    A poll thread holds it for reading for one round (receive, process,
+ *    transmit, release) and NEVER while it waits in epoll; the control
+ *    thread holds it for writing to add/delete ports or change a port's
+ *    VLAN configuration.  So when vs_dp_del_port() returns, no thread is
+ *    touching the port: its fd is closed and its memory freed after the
+ *    write lock has been held (every round that could see it is over).
+ *    Epoll events carry a port id, never a pointer; ids are looked up in
+ *    the thread's current port list under the read lock.
+ *  - Lock order: datapath lock before pipeline lock.  vs_process_batch()
+ *    takes the pipeline's read lock itself and releases it before it
+ *    returns; the datapath calls vs_pipeline_set_port/del_port (pipeline
+ *    write lock) only while holding its own write lock.
+ *  - Patch: a thread that injects into the peer takes the peer datapath's
+ *    read lock (unless it already holds it: A -> B -> A), then
+ *    vs_process_batch takes the peer pipeline's read lock itself.  Holding
+ *    two datapath read locks cannot deadlock because every port-table
+ *    writer of every datapath first takes one global mutex: with at most one
+ *    writer waiting anywhere, a reader blocked on a lock never holds the
+ *    lock the writer waits for.
+ *  - MAC learning: the table is striped over 64 spinlocks by hash bucket;
+ *    entries come from a preallocated pool (its free list has its own
+ *    spinlock, taken after a stripe lock, never before).
+ *  - The upcall queue has its own mutex; vs_dp_packet_out is serialised by
+ *    a mutex of its own (taken before the datapath read lock).
+ *  - vs_dp_free() first unhooks every patch port of other datapaths that
+ *    points at it (under their write locks), then stops and joins its
+ *    threads, closes its sockets and removes the TAP devices it created.
+ *  - Counters are relaxed atomics; readers may see a port's rx and tx a few
+ *    packets apart, never torn values.
+ *
+ * Errors: functions that can fail return a negative errno and fill
+ * err->msg (err->type stays 0, err->code = errno) when err is not NULL.
+ */
+#ifndef VSWITCH_DATAPATH_H
+#define VSWITCH_DATAPATH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fastpath.h"
+
+#define VS_DP_MAX_THREADS     64
+#define VS_DP_MAX_DEPTH       8        /* upper bound for patch_max_depth */
+#define VS_DP_NAME_LEN        16       /* IFNAMSIZ */
+#define VS_DP_MAX_FRAME       65535
+
+/* Port types. */
+#define VS_DP_PORT_SYSTEM     1
+#define VS_DP_PORT_TAP        2
+#define VS_DP_PORT_INTERNAL   3
+#define VS_DP_PORT_PATCH      4
+#define VS_DP_PORT_AFXDP      5        /* reserved: not built yet */
+
+/* Port flags. */
+#define VS_DP_PF_NO_FLOOD     0x1      /* NORMAL and FLOOD skip the port */
+#define VS_DP_PF_ADMIN_UP     0x2      /* tap/internal: bring the device up */
+
+/* VLAN modes (for NORMAL). */
+#define VS_DP_VLAN_TRUNK           0   /* default: trunks (all VLANs if empty) */
+#define VS_DP_VLAN_ACCESS          1   /* untagged, VLAN `tag` */
+#define VS_DP_VLAN_NATIVE_UNTAGGED 2   /* trunk; `tag` untagged in and out */
+#define VS_DP_VLAN_NATIVE_TAGGED   3   /* trunk; untagged in = `tag`, out tagged */
+
+/* A port number the datapath keeps for itself (packet-out's TABLE). */
+#define VS_DP_PORT_RESERVED   0xffffff00u
+
+struct vs_dp;
+
+struct vs_dp_config {
+    uint32_t n_threads;            /* poll threads; 0 = 1 */
+    uint32_t batch_size;           /* frames per receive; 0 = 64; <= VS_MAX_BATCH */
+    uint32_t busy_rounds;          /* empty rounds before blocking; 0 = 128 */
+    uint32_t upcall_queue_len;     /* 0 = 1024 */
+    uint32_t mac_aging_s;          /* 0 = 300 */
+    uint32_t mac_max;              /* 0 = 8192 */
+    uint32_t ring_block_size;      /* TPACKET_V3 block; power of two; 0 = 256 KiB */
+    uint32_t ring_block_nr;        /* 0 = 16 */
+    uint32_t ring_tov_ms;          /* block retire timeout; 0 = 1 ms */
+    uint32_t patch_max_depth;      /* 0 = 4; at most VS_DP_MAX_DEPTH */
+    struct vs_context_config ctx;  /* per poll thread; zeros = defaults */
+};
+
+struct vs_dp_port_config {
+    uint32_t port_no;              /* 1..OFPP_MAX-1 or OFPP_LOCAL */
+    uint32_t type;                 /* VS_DP_PORT_* */
+    uint32_t ifindex;              /* system: the device (or give name) */
+    uint32_t mtu;                  /* tap/internal: set it (0 = leave) */
+    int32_t  thread;               /* poll thread for receive; -1 = least loaded */
+    uint32_t flags;                /* VS_DP_PF_* */
+    uint32_t vlan_mode;            /* VS_DP_VLAN_* */
+    uint32_t tag;                  /* access VLAN or native VLAN, 0..4095 */
+    uint8_t  trunks[512];          /* bitmap of VLANs 0..4095; all zero = all */
+    char     name[VS_DP_NAME_LEN]; /* tap/internal: device to create; system: optional */
+    struct vs_dp *peer;            /* patch: the peer datapath */
+    uint32_t peer_port;            /* patch: the peer's patch port number */
+    uint32_t pad;
+};
+
+struct vs_dp_port_info {
+    uint32_t port_no;
+    uint32_t type;
+    uint32_t ifindex;
+    uint32_t mtu;
+    int32_t  thread;               /* -1: no receive side (patch) */
+    uint32_t link_up;
+    uint32_t flags;
+    uint32_t vlan_mode;
+    uint32_t tag;
+    uint32_t peer_port;
+    uint32_t peer_attached;        /* patch: the peer datapath still exists */
+    uint32_t pad;
+    char     name[VS_DP_NAME_LEN];
+};
+
+struct vs_dp_port_stats {
+    uint64_t rx_packets;           /* frames handed to the pipeline */
+    uint64_t rx_bytes;
+    uint64_t rx_dropped;           /* rx_oversize + rx_ring_drops */
+    uint64_t rx_errors;            /* malformed ring entries, read errors */
+    uint64_t rx_oversize;
+    uint64_t rx_ring_drops;        /* the kernel found the RX ring full */
+    uint64_t tx_packets;
+    uint64_t tx_bytes;
+    uint64_t tx_dropped;           /* oversize, device busy or down */
+    uint64_t tx_errors;            /* other send errors */
+    uint64_t tx_oversize;
+};
+
+struct vs_dp_thread_stats {
+    uint64_t packets;              /* frames received and processed */
+    uint64_t batches;
+    uint64_t emc_hits;
+    uint64_t megaflow_hits;
+    uint64_t misses;               /* full pipeline runs */
+    uint64_t upcalls;              /* queued for the controller */
+    uint64_t upcall_drops;         /* queue full or per-batch overflow */
+    uint64_t busy_rounds;          /* rounds that found frames */
+    uint64_t idle_rounds;          /* rounds that found nothing */
+    uint64_t sleeps;               /* times it blocked in epoll_wait */
+    uint64_t proc_ns;              /* time spent in busy rounds */
+    uint64_t ns_per_packet;        /* proc_ns / packets */
+    uint64_t patch_packets;        /* frames this thread injected into peers */
+    uint64_t patch_loop_drops;     /* dropped at the patch depth limit */
+    uint32_t n_rxq;                /* ports it receives from */
+    uint32_t pad;
+};
+
+struct vs_dp_stats {
+    uint32_t n_ports;
+    uint32_t n_threads;
+    uint32_t upcall_queued;        /* in the queue now */
+    uint32_t fdb_entries;
+    uint64_t upcalls;              /* queued since creation */
+    uint64_t upcall_drops;         /* queue full */
+    uint64_t fdb_learned;
+    uint64_t fdb_moves;            /* a MAC seen on another port */
+    uint64_t fdb_evictions;        /* table full: least recent entry replaced */
+    uint64_t fdb_expired;
+    uint64_t normal_packets;       /* frames switched by NORMAL */
+    uint64_t normal_floods;
+    uint64_t normal_drops;         /* VLAN not allowed, hairpin, too short */
+    uint64_t tx_no_port;           /* emits to a port the datapath lacks */
+    uint64_t patch_loop_drops;
+    uint64_t staging_drops;        /* per-round transmit staging full */
+};
+
+struct vs_dp_fdb_entry {
+    uint8_t  mac[6];
+    uint16_t vlan;
+    uint32_t port;
+    uint64_t age_ms;
+};
+
+struct vs_dp_upcall {
+    uint32_t in_port;
+    uint8_t  reason;               /* VS_R_* */
+    uint8_t  table_id;
+    uint16_t max_len;
+    uint64_t cookie;
+    uint64_t metadata;
+    uint64_t tunnel_id;
+    uint32_t len;                  /* the frame's length */
+    uint32_t copied;               /* bytes copied into the caller's buffer */
+};
+
+/* Create a datapath over pipeline (borrowed) and start its threads. */
+struct vs_dp *vs_dp_new(const struct vs_dp_config *, struct vs_pipeline *,
+                        struct vs_error *err);
+/* Stop the threads, close every port (TAPs it created disappear), unhook
+ * other datapaths' patch ports that point here, unregister the ports from
+ * the pipeline.  The pipeline itself is not freed. */
+void vs_dp_free(struct vs_dp *);
+
+int vs_dp_add_port(struct vs_dp *, const struct vs_dp_port_config *, struct vs_error *err);
+int vs_dp_del_port(struct vs_dp *, uint32_t port_no);
+/* Link (carrier) changed: records it, sets VS_PORT_LIVE in the pipeline, and
+ * forgets the MACs learned on the port when it goes down. */
+int vs_dp_set_port_link(struct vs_dp *, uint32_t port_no, uint32_t up);
+int vs_dp_set_port_vlan(struct vs_dp *, uint32_t port_no, uint32_t vlan_mode, uint32_t tag,
+                        const uint8_t *trunks /* 512 bytes or NULL = all */);
+int vs_dp_port_info(struct vs_dp *, uint32_t port_no, struct vs_dp_port_info *);
+int vs_dp_port_stats(struct vs_dp *, uint32_t port_no, struct vs_dp_port_stats *);
+/* Port numbers in ascending order; returns the number of ports. */
+size_t vs_dp_port_list(struct vs_dp *, uint32_t *out, size_t max);
+
+uint32_t vs_dp_n_threads(struct vs_dp *);
+int vs_dp_thread_stats(struct vs_dp *, uint32_t idx, struct vs_dp_thread_stats *);
+void vs_dp_get_stats(struct vs_dp *, struct vs_dp_stats *);
+
+/* Learned MACs (expired entries are swept first); returns the count, fills
+ * up to max. */
+size_t vs_dp_fdb_dump(struct vs_dp *, struct vs_dp_fdb_entry *out, size_t max);
+/* Forget the MACs learned on port (VS_OFPP_ANY = all). */
+void vs_dp_fdb_flush(struct vs_dp *, uint32_t port);
+
+/* Readable exactly while upcalls are queued. */
+int vs_dp_upcall_fd(struct vs_dp *);
+/* Take the oldest upcall: 1 (u filled, min(len, buflen) bytes copied to
+ * buf), 0 when the queue is empty. */
+int vs_dp_recv_upcall(struct vs_dp *, struct vs_dp_upcall *u, uint8_t *buf, uint32_t buflen);
+
+/* Execute an action list (the format of fastpath.h) on a frame arriving on
+ * in_port (a port, OFPP_LOCAL or OFPP_CONTROLLER).  0 or -errno with err
+ * (an invalid action list gives the OpenFlow error in err->type/code). */
+int vs_dp_packet_out(struct vs_dp *, uint32_t in_port, const uint8_t *actions,
+                     uint32_t actions_len, const uint8_t *frame, uint32_t flen,
+                     struct vs_error *err);
+
+#endif /* VSWITCH_DATAPATH_H */

@@ -1,0 +1,188 @@
+/* dp_private.h -- internals shared by the datapath's C files (dp_*.c); not
+ * part of the cffi interface.  The design and THE LOCKING RULE are in
+ * datapath.h. */
+#ifndef VSWITCH_DP_PRIVATE_H
+#define VSWITCH_DP_PRIVATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+
+#include "fastpath.h"
+#include "datapath.h"
+
+#define DP_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define DP_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define DP_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+static inline uint64_t dp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+static inline uint16_t dp_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline void dp_put16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
+
+/* Fills err (if any) and returns -errnum. */
+int dp_err(struct vs_error *err, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- ports ----------------------------------------------------------------- */
+struct dp_port;
+struct dp_port_ops {
+    /* Receive up to max frames (owner thread only, under the read lock).
+     * The frames stay valid until rx_done. */
+    uint32_t (*rx)(struct dp_port *, const uint8_t **frames, uint32_t *lens, uint32_t max);
+    void (*rx_done)(struct dp_port *);
+    /* Transmit (any thread, under the read lock). */
+    void (*tx)(struct dp_port *, const uint8_t *const *frames, const uint32_t *lens, uint32_t n);
+    /* The fd reported EPOLLERR/EPOLLHUP (owner thread, under the read lock). */
+    void (*error)(struct dp_port *);
+    void (*close)(struct dp_port *);
+};
+
+struct dp_port {
+    uint32_t port_no;
+    uint32_t type;
+    uint32_t ifindex;
+    uint32_t mtu;
+    uint32_t max_frame;                /* mtu + 14 + 8 */
+    char name[VS_DP_NAME_LEN];
+    uint64_t id;                       /* unique, never reused: epoll data */
+    int fd;                            /* -1: none (patch) */
+    int32_t thread;                    /* receiving thread, -1 none */
+    uint32_t link_up;                  /* atomic */
+    uint32_t dead;                     /* receive disabled after a fatal error (atomic) */
+    uint32_t flags;                    /* VS_DP_PF_* */
+    uint32_t batch;                    /* receive batch size */
+    /* VLAN configuration (changed only under the write lock). */
+    uint32_t vlan_mode;
+    uint16_t tag;
+    uint8_t trunks_all;
+    uint8_t trunks[512];
+    /* patch */
+    struct vs_dp *peer;                /* NULL once the peer is freed */
+    uint32_t peer_port;
+    const struct dp_port_ops *ops;
+    void *priv;
+    struct vs_dp_port_stats st;        /* relaxed atomics */
+};
+
+int dp_afpacket_open(struct vs_dp *, struct dp_port *, struct vs_error *);
+int dp_tap_open(struct vs_dp *, struct dp_port *, struct vs_error *);
+void dp_afpacket_poll_stats(struct dp_port *);   /* control thread, read lock */
+
+/* dp_util.c: netdev ioctls (0 or -errno) and frame helpers. */
+int dp_netdev_name(uint32_t ifindex, char name[VS_DP_NAME_LEN]);
+int dp_netdev_mtu(const char *name, uint32_t *mtu);
+int dp_netdev_set_mtu(const char *name, uint32_t mtu);
+int dp_netdev_flags(const char *name, uint32_t *flags);
+int dp_netdev_set_up(const char *name);
+int dp_netdev_link(const char *name, uint32_t *up);   /* admin up and carrier */
+/* Complete a TCP/UDP checksum left to offload (CHECKSUM_PARTIAL). */
+void dp_csum_complete(uint8_t *frame, uint32_t len);
+
+/* ---- per-thread state ---------------------------------------------------------- */
+struct dp_tx {
+    struct dp_port *port;              /* NULL once sent */
+    const uint8_t *data;
+    uint32_t len;
+    uint32_t in_port;                  /* for TABLE re-injection */
+};
+
+struct dp_chunk;
+struct dp_scratch {
+    struct dp_chunk *head, *cur;
+};
+
+/* One level of patch nesting: level 0 is the thread's own pipeline. */
+struct dp_level {
+    struct vs_context *ctx;
+    struct dp_tx *tx;
+    uint32_t n_tx, cap_tx;
+    struct dp_scratch scratch;         /* frames NORMAL re-tagged */
+    const uint8_t *frames[VS_MAX_BATCH];
+    uint32_t lens[VS_MAX_BATCH];
+    uint32_t in_ports[VS_MAX_BATCH];
+};
+
+struct dp_thread {
+    struct vs_dp *dp;
+    uint32_t idx;
+    bool started;
+    pthread_t tid;
+    int epfd, wakefd;
+    struct dp_port **rx;               /* ports it receives from (under dp->lock) */
+    uint32_t n_rx, cap_rx;
+    uint32_t rr;                       /* round-robin start */
+    struct vs_dp *held[VS_DP_MAX_DEPTH + 2];   /* datapaths read-locked now */
+    uint32_t n_held;
+    uint64_t err_ids[64];              /* ports whose fd reported an error */
+    uint32_t n_err;
+    struct vs_dp_thread_stats st;      /* written by the thread, relaxed */
+    struct dp_level lv[VS_DP_MAX_DEPTH + 1];
+};
+
+int dp_thread_init(struct dp_thread *, struct vs_dp *, uint32_t idx, bool poll);
+int dp_thread_start(struct dp_thread *);
+void dp_thread_destroy(struct dp_thread *);
+void dp_thread_wake(struct dp_thread *);
+/* Run lv[depth].frames/lens/in_ports[0..n) through pl and deliver the
+ * results; dp's read lock is held.  table_ok: emits to
+ * VS_DP_PORT_RESERVED re-enter dp's own pipeline (packet-out's TABLE). */
+void dp_run_batch(struct dp_thread *, struct vs_dp *, struct vs_pipeline *pl,
+                  unsigned depth, uint32_t n, bool table_ok);
+void dp_stage_tx(struct dp_level *, struct vs_dp *, struct dp_port *, const uint8_t *data,
+                 uint32_t len, uint32_t in_port);
+void *dp_scratch_alloc(struct dp_scratch *, size_t);
+
+/* ---- NORMAL and the MAC table (dp_normal.c) ------------------------------------- */
+struct dp_fdb;
+struct dp_fdb *dp_fdb_new(uint32_t max, uint64_t aging_ns);
+void dp_fdb_free(struct dp_fdb *);
+void dp_fdb_flush_port(struct dp_fdb *, uint32_t port);   /* VS_OFPP_ANY = all */
+size_t dp_fdb_dump(struct dp_fdb *, struct vs_dp_fdb_entry *, size_t max, uint64_t now);
+void dp_fdb_counts(struct dp_fdb *, struct vs_dp_stats *);
+void dp_normal(struct dp_thread *, struct dp_level *, struct vs_dp *, uint32_t in_port,
+               const uint8_t *data, uint32_t len, uint64_t now);
+bool dp_port_has_vlan(const struct dp_port *, uint16_t vlan);
+
+/* ---- upcall queue (dp_upcall.c) -------------------------------------------------- */
+struct dp_upq;
+struct dp_upq *dp_upq_new(uint32_t cap);
+void dp_upq_free(struct dp_upq *);
+int dp_upq_fd(struct dp_upq *);
+/* 0 queued, -1 dropped (full or out of memory). */
+int dp_upq_push(struct dp_upq *, const struct vs_upcall *);
+int dp_upq_pop(struct dp_upq *, struct vs_dp_upcall *, uint8_t *buf, uint32_t buflen);
+uint32_t dp_upq_len(struct dp_upq *);
+
+/* ---- the datapath (dp.c) ----------------------------------------------------------- */
+struct vs_dp {
+    struct vs_dp_config cfg;
+    struct vs_pipeline *pipeline;      /* borrowed */
+    pthread_rwlock_t lock;             /* the port table; see datapath.h */
+    struct dp_port **ports;            /* sorted by port number */
+    uint32_t n_ports, cap_ports;
+    struct dp_thread *threads;
+    uint32_t n_threads;
+    uint32_t stop;                     /* atomic */
+    uint64_t aging_ns;
+    struct dp_fdb *fdb;
+    struct dp_upq *upq;
+    /* packet-out: serialised by po_mutex */
+    pthread_mutex_t po_mutex;
+    struct vs_pipeline *po_pipeline;
+    struct dp_thread *po;
+    struct vs_dp *next;                /* all datapaths (global mutex) */
+    /* counters, relaxed atomics */
+    uint64_t upcalls, upcall_drops, normal_packets, normal_floods, normal_drops;
+    uint64_t tx_no_port, patch_loop_drops, staging_drops;
+};
+
+/* Port by number; caller holds dp->lock (either mode). */
+struct dp_port *dp_find_port(const struct vs_dp *, uint32_t port_no);
+
+#endif /* VSWITCH_DP_PRIVATE_H */

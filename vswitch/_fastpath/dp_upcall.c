@@ -1,0 +1,123 @@
+/* dp_upcall.c -- the bounded upcall queue between poll threads and the
+ * control plane.  A FIFO of heap copies under a mutex; an eventfd is
+ * readable exactly while the queue is non-empty (written on the empty ->
+ * non-empty transition, drained on the last pop, both under the mutex). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "dp_private.h"
+
+struct upq_item {
+    struct vs_dp_upcall u;
+    uint8_t data[];
+};
+
+struct dp_upq {
+    pthread_mutex_t mu;
+    struct upq_item **items;
+    uint32_t cap, head, n;
+    int efd;
+};
+
+struct dp_upq *dp_upq_new(uint32_t cap)
+{
+    struct dp_upq *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->cap = cap;
+    q->items = calloc(cap, sizeof *q->items);
+    q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!q->items || q->efd < 0) {
+        if (q->efd >= 0)
+            close(q->efd);
+        free(q->items);
+        free(q);
+        return NULL;
+    }
+    pthread_mutex_init(&q->mu, NULL);
+    return q;
+}
+
+void dp_upq_free(struct dp_upq *q)
+{
+    if (!q)
+        return;
+    for (uint32_t i = 0; i < q->n; i++)
+        free(q->items[(q->head + i) % q->cap]);
+    free(q->items);
+    close(q->efd);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+int dp_upq_fd(struct dp_upq *q) { return q->efd; }
+
+uint32_t dp_upq_len(struct dp_upq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    uint32_t n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int dp_upq_push(struct dp_upq *q, const struct vs_upcall *up)
+{
+    uint32_t len = up->len > VS_DP_MAX_FRAME ? VS_DP_MAX_FRAME : up->len;
+    struct upq_item *it = malloc(sizeof *it + len);
+    if (!it)
+        return -1;
+    it->u.in_port = up->in_port;
+    it->u.reason = up->reason;
+    it->u.table_id = up->table_id;
+    it->u.max_len = up->max_len;
+    it->u.cookie = up->cookie;
+    it->u.metadata = up->metadata;
+    it->u.tunnel_id = up->tunnel_id;
+    it->u.len = len;
+    it->u.copied = 0;
+    memcpy(it->data, up->data, len);
+
+    pthread_mutex_lock(&q->mu);
+    if (q->n >= q->cap) {
+        pthread_mutex_unlock(&q->mu);
+        free(it);
+        return -1;
+    }
+    q->items[(q->head + q->n) % q->cap] = it;
+    if (q->n++ == 0) {
+        uint64_t one = 1;
+        ssize_t r = write(q->efd, &one, sizeof one);
+        (void)r;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+int dp_upq_pop(struct dp_upq *q, struct vs_dp_upcall *u, uint8_t *buf, uint32_t buflen)
+{
+    pthread_mutex_lock(&q->mu);
+    if (!q->n) {
+        pthread_mutex_unlock(&q->mu);
+        return 0;
+    }
+    struct upq_item *it = q->items[q->head];
+    q->items[q->head] = NULL;
+    q->head = (q->head + 1) % q->cap;
+    if (--q->n == 0) {
+        uint64_t v;
+        ssize_t r = read(q->efd, &v, sizeof v);
+        (void)r;
+    }
+    pthread_mutex_unlock(&q->mu);
+    *u = it->u;
+    u->copied = it->u.len < buflen ? it->u.len : buflen;
+    if (buf && u->copied)
+        memcpy(buf, it->data, u->copied);
+    else
+        u->copied = 0;
+    free(it);
+    return 1;
+}
