@@ -10,8 +10,9 @@ setup(
     package_data={"vswitch._fastpath": ["*.h", "*.c"]},
     python_requires=">=3.11",
     setup_requires=["cffi>=1.15"],
-    install_requires=["cffi>=1.15"],
+    install_requires=["cffi>=1.15", "click>=8", "pyroute2>=0.7"],
     cffi_modules=["vswitch/_fastpath/build_core.py:ffibuilder"],
-    entry_points={"console_scripts": ["vswitch-bench=benches.bench_fastpath:main"]},
+    entry_points={"console_scripts": ["vswitchd=vswitch.daemon:main",
+                                      "vswitchctl=vswitch.cli:main"]},
     zip_safe=False,
 )

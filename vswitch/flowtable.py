@@ -410,6 +410,51 @@ class Pipeline:
         } for m in arr[0:n]]
 
 
+@dataclass
+class TraceStep:
+    table_id: int
+    matched: bool
+    priority: int = 0
+    cookie: int = 0
+    match: Match | None = None
+
+
+def trace(pipeline: Pipeline, frame: bytes, in_port: int) -> tuple[list[TraceStep], Match]:
+    """The rule each table's lookup finds for frame, and the megaflow: the
+    header bits the decision depends on."""
+    steps = ffi.new("struct vs_trace_step[]", lib.VS_N_TABLES)
+    wc = ffi.new("struct vs_key *")
+    n = lib.vs_pipeline_trace(pipeline.handle, frame, len(frame), in_port, steps,
+                              lib.VS_N_TABLES, wc)
+    if n < 0:
+        raise MemoryError("vs_pipeline_trace")
+    out = []
+    for s in steps[0:n]:
+        m = (key_to_match(ffi.addressof(s, "match"), ffi.addressof(s, "mask"))
+             if s.matched else None)
+        out.append(TraceStep(s.table_id, bool(s.matched), s.priority, s.cookie, m))
+    key = ffi.new("struct vs_key *")
+    layers = ffi.new("struct vs_layers *")
+    lib.vs_parse(frame, len(frame), in_port, key, layers)
+    kb, wb = ffi.buffer(key), bytes(ffi.buffer(wc))
+    kb[:] = bytes(a & b for a, b in zip(bytes(kb), wb))
+    megaflow = key_to_match(key, _only_fields(wc))
+    return out, megaflow
+
+
+def _only_fields(mask):
+    """A copy of a key mask restricted to bytes that belong to fields."""
+    raw = bytes(ffi.buffer(mask))
+    keep = bytearray(len(raw))
+    for name, slot in SLOTS.items():
+        m = int.from_bytes(raw[slot.offset:slot.offset + slot.nbytes], "big")
+        m &= FIELDS[name].full_mask
+        keep[slot.offset:slot.offset + slot.nbytes] = m.to_bytes(slot.nbytes, "big")
+    out = ffi.new("struct vs_key *")
+    ffi.buffer(out)[:] = bytes(keep)
+    return out
+
+
 def validate_match(match: Match) -> None:
     """Raise OFError if the core would refuse this match."""
     key = ffi.new("struct vs_key *")

@@ -462,6 +462,22 @@ struct vs_meter_stats {
 size_t vs_pipeline_meter_stats(struct vs_pipeline *, struct vs_meter_stats *out,
                                size_t max);
 
+/* Trace: which rule each table's lookup found for a frame, and the
+ * megaflow mask the result depends on (what ofproto/trace shows). */
+struct vs_trace_step {
+    uint8_t  table_id;
+    uint8_t  matched;          /* 0: table miss */
+    uint16_t priority;
+    uint32_t pad;
+    uint64_t cookie;
+    struct vs_key match;
+    struct vs_key mask;
+};
+/* Returns the number of steps written (<= max), or -1 on error. */
+int vs_pipeline_trace(struct vs_pipeline *, const uint8_t *frame, uint32_t len,
+                      uint32_t in_port, struct vs_trace_step *steps, uint32_t max,
+                      struct vs_key *megaflow_mask);
+
 /* ---------------------------------------------------------------------- */
 /* Contexts and batches. */
 

@@ -738,7 +738,8 @@ def format_flow(entry: FlowEntry, stats: bool = True) -> str:
     if stats or entry.cookie:
         s += f"cookie={entry.cookie:#x}, "
     if stats:
-        s += f"duration={_fmt_duration(entry.duration_ns)}, "
+        # Millisecond resolution, as Open vSwitch reports durations.
+        s += f"duration={_fmt_duration(entry.duration_ns // 10**6 * 10**6)}, "
     if stats or entry.table_id:
         s += f"table={entry.table_id}, "
     if stats:

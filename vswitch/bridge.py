@@ -1,0 +1,284 @@
+"""A bridge: one pipeline, one datapath and its ports.
+
+This is the one implementation of "add a port", "add a flow", "dump flows"
+that both control paths call (vswitchctl through the daemon's control
+socket, and later OpenFlow).  It knows nothing about persistence: the daemon
+writes the configuration store and then calls in here, and undoes the store
+change if this raises.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from vswitch import ofp
+from vswitch.datapath import Datapath, DatapathError, make_standalone
+from vswitch.flowtable import Context, Pipeline, TableStats, trace
+from vswitch.ofp import FlowEntry, OFError
+from vswitch.ofproto.flowsyntax import FlowSpec, format_flow, format_match, parse_flow
+
+PORT_TYPES = ("system", "tap", "internal", "patch", "afxdp")
+RESERVED_PORTS = {ofp.OFPP_NORMAL: "NORMAL", ofp.OFPP_FLOOD: "FLOOD", ofp.OFPP_ALL: "ALL",
+                  ofp.OFPP_CONTROLLER: "CONTROLLER", ofp.OFPP_IN_PORT: "IN_PORT"}
+
+
+class BridgeError(ValueError):
+    """A request the bridge refuses; the message is one line for the user."""
+
+
+@dataclass
+class PortState:
+    name: str
+    type: str
+    ofport: int
+    tag: int | None = None
+    trunks: tuple = ()
+    options: dict = field(default_factory=dict)
+    attached: bool = False        # present in the datapath (patch: once both ends exist)
+
+
+def vlan_config(tag: int | None, trunks, options: dict) -> dict:
+    """Datapath VLAN settings from OVS-style port columns."""
+    mode = options.get("vlan_mode")
+    if mode in ("native-untagged", "native-tagged"):
+        if tag is None:
+            raise BridgeError(f"vlan_mode={mode} needs a tag (the native VLAN)")
+        return {"vlan_mode": mode.replace("-", "_"), "tag": tag, "trunks": tuple(trunks)}
+    if mode not in (None, "access", "trunk"):
+        raise BridgeError(f"unknown vlan_mode {mode!r}")
+    if tag is not None and mode != "trunk":
+        return {"vlan_mode": "access", "tag": tag}
+    return {"vlan_mode": "trunk", "trunks": tuple(trunks)}
+
+
+class Bridge:
+    """Ports, flows and counters of one bridge."""
+
+    def __init__(self, name: str, *, n_threads: int = 1, fail_mode: str = "standalone") -> None:
+        self.name = name
+        self.fail_mode = fail_mode
+        self.pipeline = Pipeline()
+        try:
+            self.dp = Datapath(self.pipeline, n_threads=n_threads)
+            # The bridge's own host-side interface, OpenFlow port LOCAL.
+            self.dp.add_internal_port(name, up=True)
+        except (DatapathError, OFError) as e:
+            self.pipeline.close()
+            raise BridgeError(f"cannot create bridge {name}: {e}") from e
+        self.ports: dict[str, PortState] = {}
+        self.created = time.monotonic()
+        self.reset_flows()
+
+    def close(self) -> None:
+        self.dp.close()
+        self.pipeline.close()
+
+    def reset_flows(self) -> None:
+        """A fresh bridge forwards as a MAC learning switch (as OVS adds
+        `priority=0 actions=NORMAL`)."""
+        self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
+        make_standalone(self.pipeline)
+
+    # --- ports ---------------------------------------------------------------
+
+    def add_port(self, port: PortState, peer: tuple[Bridge, PortState] | None = None) -> None:
+        """Attach a configured port to the datapath.  A patch port waits
+        for its peer (peer = the other bridge and its port state)."""
+        if port.type not in PORT_TYPES:
+            raise BridgeError(f"unknown port type {port.type!r}")
+        if port.name in self.ports:
+            raise BridgeError(f"port {port.name} already exists on {self.name}")
+        vlan = vlan_config(port.tag, port.trunks, port.options)
+        try:
+            if port.type == "patch":
+                if peer is not None:
+                    other_br, other = peer
+                    self.dp.add_port(port.ofport, "patch", peer=other_br.dp,
+                                     peer_port=other.ofport, **vlan)
+                    port.attached = True
+                    if not other.attached:
+                        other_br.dp.add_port(other.ofport, "patch", peer=self.dp,
+                                             peer_port=port.ofport,
+                                             **vlan_config(other.tag, other.trunks,
+                                                           other.options))
+                        other.attached = True
+            else:
+                up = port.type in ("tap", "internal")
+                self.dp.add_port(port.ofport, port.type, name=port.name, up=up, **vlan)
+                port.attached = True
+        except (DatapathError, OFError, ValueError) as e:
+            raise BridgeError(f"cannot add port {port.name}: {e}") from e
+        self.ports[port.name] = port
+
+    def del_port(self, name: str) -> PortState:
+        port = self.ports.pop(name, None)
+        if port is None:
+            raise BridgeError(f"no port {name} on {self.name}")
+        if port.attached:
+            try:
+                self.dp.del_port(port.ofport)
+            except DatapathError:
+                pass                          # already gone with its device
+        return port
+
+    def set_port_vlan(self, name: str, tag: int | None, trunks, options: dict) -> None:
+        port = self._port(name)
+        vlan = vlan_config(tag, trunks, options)
+        if port.attached:
+            self.dp.set_port_vlan(port.ofport, **vlan)
+        port.tag, port.trunks, port.options = tag, tuple(trunks), dict(options)
+
+    def _port(self, name: str) -> PortState:
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise BridgeError(f"no port {name} on {self.name}") from None
+
+    def port_by_ofport(self, ofport: int) -> PortState | None:
+        for p in self.ports.values():
+            if p.ofport == ofport:
+                return p
+        return None
+
+    def port_name(self, ofport: int) -> str:
+        if ofport == ofp.OFPP_LOCAL:
+            return self.name
+        if ofport in RESERVED_PORTS:
+            return RESERVED_PORTS[ofport]
+        p = self.port_by_ofport(ofport)
+        return p.name if p else str(ofport)
+
+    def resolve_port(self, text: str) -> int:
+        """A port given by number or by name."""
+        if text.isdigit():
+            return int(text)
+        if text == self.name:
+            return ofp.OFPP_LOCAL
+        return self._port(text).ofport
+
+    def show(self) -> dict:
+        ports = []
+        for info in self.dp.ports():
+            st = self.port_by_ofport(info.port_no)
+            ports.append({
+                "name": info.name or (st.name if st else ""), "ofport": info.port_no,
+                "type": info.type, "ifindex": info.ifindex, "mtu": info.mtu,
+                "link": "up" if info.link_up else "down", "vlan_mode": info.vlan_mode,
+                "tag": st.tag if st else None, "trunks": list(st.trunks) if st else [],
+                "thread": info.thread,
+            })
+        waiting = [p.name for p in self.ports.values() if not p.attached]
+        return {"name": self.name, "fail_mode": self.fail_mode, "ports": ports,
+                "waiting_for_peer": waiting, "threads": self.dp.n_threads}
+
+    def port_stats(self) -> list[dict]:
+        out = []
+        for n in self.dp.port_numbers():
+            try:
+                s = self.dp.port_stats(n)
+            except DatapathError:
+                continue
+            out.append({"port": n, "name": self.port_name(n), **s})
+        return out
+
+    # --- flows ---------------------------------------------------------------
+
+    def flow_mod(self, spec: FlowSpec, command: int) -> None:
+        self.pipeline.flow_mod(
+            command=command, table_id=spec.table_id, priority=spec.priority,
+            match=spec.match, instructions=spec.instructions, cookie=spec.cookie,
+            cookie_mask=spec.cookie_mask, idle_timeout=spec.idle_timeout,
+            hard_timeout=spec.hard_timeout, flags=spec.flags, out_port=spec.out_port,
+            out_group=spec.out_group)
+
+    def add_flows(self, texts: list[str]) -> int:
+        """Add flows given in ovs-ofctl syntax.  All are parsed first; a
+        syntax error adds none.  An OpenFlow error stops at that flow and
+        undoes the ones added before it."""
+        specs = [parse_flow(t, "add") for t in texts]
+        before = self.pipeline.dump_flows()
+        try:
+            for spec in specs:
+                self.flow_mod(spec, ofp.OFPFC_ADD)
+        except OFError:
+            self._restore(before)
+            raise
+        return len(specs)
+
+    def _restore(self, entries: list[FlowEntry]) -> None:
+        self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
+        for e in entries:
+            self.pipeline.flow_mod(
+                table_id=e.table_id, priority=e.priority, match=e.match,
+                instructions=e.instructions, cookie=e.cookie, idle_timeout=e.idle_timeout,
+                hard_timeout=e.hard_timeout, flags=e.flags)
+
+    def mod_flows(self, text: str, strict: bool = False) -> None:
+        cmd = ofp.OFPFC_MODIFY_STRICT if strict else ofp.OFPFC_MODIFY
+        self.flow_mod(parse_flow(text, "mod"), cmd)
+
+    def del_flows(self, text: str = "", strict: bool = False) -> None:
+        cmd = ofp.OFPFC_DELETE_STRICT if strict else ofp.OFPFC_DELETE
+        self.flow_mod(parse_flow(text, "del"), cmd)
+
+    def dump_flows(self, text: str = "") -> list[FlowEntry]:
+        spec = parse_flow(text, "del") if text else None
+        if spec is None:
+            entries = self.pipeline.dump_flows()
+        else:
+            entries = self.pipeline.dump_flows(
+                spec.table_id, spec.match, spec.out_port, spec.out_group, spec.cookie,
+                spec.cookie_mask)
+        return entries
+
+    def format_flows(self, entries: list[FlowEntry]) -> list[str]:
+        return [format_flow(e) for e in entries]
+
+    def aggregate(self, text: str = "") -> dict:
+        entries = self.dump_flows(text)
+        return {"packet_count": sum(e.packet_count for e in entries),
+                "byte_count": sum(e.byte_count for e in entries),
+                "flow_count": len(entries)}
+
+    def table_stats(self) -> list[dict]:
+        out = []
+        for t in range(ofp.OFPTT_ALL):
+            s: TableStats = self.pipeline.table_stats(t)
+            if s.active_count or s.lookup_count or t == 0:
+                out.append({"table_id": t, "active_count": s.active_count,
+                            "lookup_count": s.lookup_count, "matched_count": s.matched_count,
+                            "subtables": s.n_subtables})
+        return out
+
+    def expire(self) -> int:
+        return self.pipeline.expire()
+
+    # --- trace ---------------------------------------------------------------
+
+    def trace(self, frame: bytes, in_port: int) -> dict:
+        """One frame through the pipeline, without touching the datapath:
+        the rule each table matched, the megaflow the decision depends on,
+        and where the frame goes (as ofproto/trace shows it)."""
+        steps, megaflow = trace(self.pipeline, frame, in_port)
+        ctx = Context(emc_entries=0, megaflow_max=0)
+        try:
+            result = ctx.process(self.pipeline, [frame], [in_port])[0]
+        finally:
+            ctx.close()
+        rules = {}
+        for e in self.pipeline.dump_flows():
+            rules[(e.table_id, e.priority, e.match)] = e
+        out_steps = []
+        for s in steps:
+            e = rules.get((s.table_id, s.priority, s.match)) if s.matched else None
+            out_steps.append({"table": s.table_id,
+                              "rule": format_flow(e, stats=False) if e else None})
+        return {
+            "steps": out_steps,
+            "megaflow": format_match(megaflow),
+            "outputs": [{"port": self.port_name(p), "ofport": p, "len": len(data), "queue": q}
+                        for p, data, q in result.outputs],
+            "upcalls": [{"reason": u.reason, "table_id": u.table_id, "cookie": u.cookie}
+                        for u in result.upcalls],
+        }

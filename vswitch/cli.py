@@ -1,0 +1,394 @@
+"""vswitchctl: the operator's command line for vswitchd.
+
+Configuration commands in the style of ovs-vsctl, flow commands in the style
+of ovs-ofctl (same flow syntax).  Every read command takes --format json.
+Errors are one line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+import click
+
+from vswitch.config import DEFAULT_STATE_DIR
+
+TIMEOUT_S = 30.0
+
+
+class CtlError(click.ClickException):
+    def show(self, file=None) -> None:
+        click.echo(f"vswitchctl: {self.message}", err=True)
+
+
+def call(ctx: click.Context, method: str, **params):
+    """One JSON-RPC request to the daemon; returns the result."""
+    path = ctx.obj["socket"]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(TIMEOUT_S)
+    try:
+        s.connect(path)
+    except OSError as e:
+        raise CtlError(f"cannot reach vswitchd at {path}: {e.strerror or e}") from None
+    try:
+        req = {"jsonrpc": "2.0", "id": 1, "method": method,
+               "params": {k: v for k, v in params.items() if v is not None}}
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                raise CtlError("vswitchd closed the connection")
+            buf += chunk
+    except OSError as e:
+        raise CtlError(f"talking to vswitchd: {e}") from None
+    finally:
+        s.close()
+    reply = json.loads(buf)
+    if "error" in reply:
+        raise CtlError(reply["error"]["message"])
+    return reply["result"]
+
+
+def out(ctx: click.Context, result, text=None) -> None:
+    """Print result as JSON or through the text formatter."""
+    if ctx.obj["format"] == "json":
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    elif text is not None:
+        for line in text(result):
+            click.echo(line)
+    elif result is not None:
+        click.echo(result)
+
+
+def kv(items: tuple[str, ...], what: str) -> dict:
+    d = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CtlError(f"{what} must be KEY=VALUE, not {item!r}")
+        d[k] = v
+    return d
+
+
+def int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise CtlError(f"bad VLAN list {text!r} (expected e.g. 10,20,30)") from None
+
+
+@click.group()
+@click.option("--socket", "sock", help="vswitchd control socket")
+@click.option("--state-dir", default=lambda: os.environ.get("VSWITCH_STATE_DIR",
+                                                            DEFAULT_STATE_DIR),
+              show_default="/var/lib/vswitch")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def main(ctx: click.Context, sock: str | None, state_dir: str, fmt: str) -> None:
+    """Configure and inspect vswitchd."""
+    ctx.obj = {"socket": sock or os.path.join(state_dir, "vswitchd.sock"), "format": fmt}
+
+
+# --- configuration ----------------------------------------------------------------
+
+@main.command("add-br")
+@click.argument("bridge")
+@click.option("--fail-mode", type=click.Choice(["standalone", "secure"]), default="standalone")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, help="poll threads")
+@click.option("--may-exist", is_flag=True)
+@click.pass_context
+def add_br(ctx, bridge, fail_mode, threads, may_exist):
+    """Create a bridge (a learning switch until flows say otherwise)."""
+    call(ctx, "add-br", bridge=bridge, fail_mode=fail_mode, threads=threads,
+         may_exist=may_exist)
+
+
+@main.command("del-br")
+@click.argument("bridge")
+@click.option("--if-exists", is_flag=True)
+@click.pass_context
+def del_br(ctx, bridge, if_exists):
+    """Delete a bridge and its ports."""
+    call(ctx, "del-br", bridge=bridge, if_exists=if_exists)
+
+
+@main.command("list-br")
+@click.pass_context
+def list_br(ctx):
+    out(ctx, call(ctx, "list-br"), lambda r: r)
+
+
+@main.command("add-port")
+@click.argument("bridge")
+@click.argument("port")
+@click.option("--type", "ptype", type=click.Choice(["system", "tap", "internal", "patch",
+                                                    "afxdp"]), default="system")
+@click.option("--tag", type=click.IntRange(0, 4095), help="access VLAN")
+@click.option("--trunks", help="trunk VLANs, e.g. 10,20")
+@click.option("--option", "options", multiple=True, help="KEY=VALUE, e.g. peer=p1")
+@click.option("--external-id", "external_ids", multiple=True, help="KEY=VALUE")
+@click.option("--ofport", type=click.IntRange(1, 0xFEFF))
+@click.option("--may-exist", is_flag=True)
+@click.pass_context
+def add_port(ctx, bridge, port, ptype, tag, trunks, options, external_ids, ofport, may_exist):
+    """Add a port: system (existing device), tap, internal, patch."""
+    n = call(ctx, "add-port", bridge=bridge, port=port, type=ptype, tag=tag,
+             trunks=int_list(trunks), options=kv(options, "--option"),
+             external_ids=kv(external_ids, "--external-id"), ofport=ofport,
+             may_exist=may_exist)
+    out(ctx, {"ofport": n}, lambda r: [f"{port}: ofport {r['ofport']}"])
+
+
+@main.command("del-port")
+@click.argument("args", nargs=-1, required=True)
+@click.option("--if-exists", is_flag=True)
+@click.pass_context
+def del_port(ctx, args, if_exists):
+    """del-port [BRIDGE] PORT"""
+    if len(args) > 2:
+        raise CtlError("usage: del-port [BRIDGE] PORT")
+    bridge, port = (None, args[0]) if len(args) == 1 else args
+    call(ctx, "del-port", port=port, bridge=bridge, if_exists=if_exists)
+
+
+@main.command("list-ports")
+@click.argument("bridge")
+@click.pass_context
+def list_ports(ctx, bridge):
+    out(ctx, call(ctx, "list-ports", bridge=bridge), lambda r: r)
+
+
+def _show_text(bridges):
+    for b in bridges:
+        yield f'Bridge {b["name"]}'
+        yield f'    fail_mode: {b["fail_mode"]}'
+        for c in b["controllers"]:
+            yield f"    Controller \"{c}\""
+        local = b.get("local") or {}
+        if local:
+            yield f'    Port {b["name"]} (ofport LOCAL, internal, link {local.get("link")})'
+        for p in b["ports"]:
+            st = p["state"]
+            extra = []
+            if p["tag"] is not None:
+                extra.append(f'tag {p["tag"]}')
+            if p["trunks"]:
+                extra.append("trunks " + ",".join(map(str, p["trunks"])))
+            if st:
+                extra.append(f'link {st.get("link")}, mtu {st.get("mtu")}')
+            if p["error"]:
+                extra.append(f'error: {p["error"]}')
+            yield f'    Port {p["name"]} (ofport {p["ofport"]}, {p["type"]}' + \
+                "".join(f", {e}" for e in extra) + ")"
+            for k, v in sorted(p["options"].items()):
+                yield f"        {k}={v}"
+
+
+@main.command()
+@click.pass_context
+def show(ctx):
+    """Bridges, ports, their state."""
+    out(ctx, call(ctx, "show"), _show_text)
+
+
+@main.command("set-fail-mode")
+@click.argument("bridge")
+@click.argument("mode", type=click.Choice(["standalone", "secure"]))
+@click.pass_context
+def set_fail_mode(ctx, bridge, mode):
+    call(ctx, "set-fail-mode", bridge=bridge, mode=mode)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["bridge", "port"]))
+@click.argument("name")
+@click.argument("key", required=False)
+@click.pass_context
+def get(ctx, kind, name, key):
+    """get bridge|port NAME [COLUMN]"""
+    out(ctx, call(ctx, "get", kind=kind, name=name, key=key),
+        lambda r: [json.dumps(r, sort_keys=True)])
+
+
+@main.command("set")
+@click.argument("kind", type=click.Choice(["bridge", "port"]))
+@click.argument("name")
+@click.argument("assignments", nargs=-1, required=True)
+@click.pass_context
+def set_(ctx, kind, name, assignments):
+    """set bridge|port NAME COLUMN=VALUE ... (options:KEY=VALUE, external_ids:KEY=VALUE,
+    tag=N, trunks=10,20, fail_mode=secure)"""
+    maps: dict[str, dict] = {}
+    for a in assignments:
+        col, sep, value = a.partition("=")
+        if not sep:
+            raise CtlError(f"expected COLUMN=VALUE, not {a!r}")
+        if ":" in col:
+            col, _, k = col.partition(":")
+            maps.setdefault(col, {})[k] = value
+        elif col == "trunks":
+            call(ctx, "set", kind=kind, name=name, key=col, value=int_list(value))
+        elif col == "tag":
+            call(ctx, "set", kind=kind, name=name, key=col, value=value or None)
+        else:
+            call(ctx, "set", kind=kind, name=name, key=col, value=value)
+    for col, m in maps.items():
+        call(ctx, "set", kind=kind, name=name, key=col, value=m)
+
+
+# --- flows (ovs-ofctl style) ----------------------------------------------------------
+
+@main.command("add-flow")
+@click.argument("bridge")
+@click.argument("flow")
+@click.pass_context
+def add_flow(ctx, bridge, flow):
+    """add-flow BRIDGE 'in_port=1,actions=output:2'"""
+    call(ctx, "add-flow", bridge=bridge, flow=flow)
+
+
+@main.command("add-flows")
+@click.argument("bridge")
+@click.argument("file", type=click.File("r"))
+@click.pass_context
+def add_flows(ctx, bridge, file):
+    """add-flows BRIDGE FILE (one flow per line, - for stdin); all or nothing."""
+    n = call(ctx, "add-flows", bridge=bridge, flows=file.read().splitlines())
+    out(ctx, {"added": n}, lambda r: [f"added {r['added']} flows"])
+
+
+@main.command("mod-flows")
+@click.argument("bridge")
+@click.argument("flow")
+@click.option("--strict", is_flag=True)
+@click.pass_context
+def mod_flows(ctx, bridge, flow, strict):
+    call(ctx, "mod-flows", bridge=bridge, flow=flow, strict=strict)
+
+
+@main.command("del-flows")
+@click.argument("bridge")
+@click.argument("flow", required=False, default="")
+@click.option("--strict", is_flag=True)
+@click.pass_context
+def del_flows(ctx, bridge, flow, strict):
+    call(ctx, "del-flows", bridge=bridge, flow=flow, strict=strict)
+
+
+@main.command("dump-flows")
+@click.argument("bridge")
+@click.argument("flow", required=False, default="")
+@click.option("--sort", "sort_key", help="ascending by priority|table|cookie|packet_count|...")
+@click.option("--rsort", "rsort_key", help="descending")
+@click.pass_context
+def dump_flows(ctx, bridge, flow, sort_key, rsort_key):
+    """Flows with counters and durations, as ovs-ofctl dump-flows prints them."""
+    sort = sort_key or (f"-{rsort_key}" if rsort_key else None)
+    out(ctx, call(ctx, "dump-flows", bridge=bridge, flow=flow, sort=sort),
+        lambda r: [e["text"] for e in r])
+
+
+@main.command("dump-aggregate")
+@click.argument("bridge")
+@click.argument("flow", required=False, default="")
+@click.pass_context
+def dump_aggregate(ctx, bridge, flow):
+    out(ctx, call(ctx, "dump-aggregate", bridge=bridge, flow=flow),
+        lambda r: [f"packet_count={r['packet_count']} byte_count={r['byte_count']} "
+                   f"flow_count={r['flow_count']}"])
+
+
+def _ports_text(rows):
+    yield f"port stats: {len(rows)} ports"
+    for r in rows:
+        yield (f"  port {r['name']} ({r['port']}): rx pkts={r['rx_packets']}, "
+               f"bytes={r['rx_bytes']}, drop={r['rx_dropped']}, errs={r['rx_errors']}")
+        yield (f"{'':>{len(str(r['name'])) + len(str(r['port'])) + 10}}tx pkts={r['tx_packets']}, "
+               f"bytes={r['tx_bytes']}, drop={r['tx_dropped']}, errs={r['tx_errors']}")
+
+
+@main.command("dump-ports")
+@click.argument("bridge")
+@click.pass_context
+def dump_ports(ctx, bridge):
+    out(ctx, call(ctx, "dump-ports", bridge=bridge), _ports_text)
+
+
+@main.command("dump-tables")
+@click.argument("bridge")
+@click.pass_context
+def dump_tables(ctx, bridge):
+    out(ctx, call(ctx, "dump-tables", bridge=bridge),
+        lambda r: [f"  table {t['table_id']}: active={t['active_count']}, "
+                   f"lookup={t['lookup_count']}, matched={t['matched_count']}, "
+                   f"subtables={t['subtables']}" for t in r])
+
+
+@main.command("dump-groups")
+@click.argument("bridge")
+@click.pass_context
+def dump_groups(ctx, bridge):
+    out(ctx, call(ctx, "dump-groups", bridge=bridge),
+        lambda r: [f" group_id={g['group_id']},type={g['type']},ref_count={g['ref_count']},"
+                   f"packet_count={g['packet_count']},byte_count={g['byte_count']}"
+                   for g in r])
+
+
+@main.command("dump-meters")
+@click.argument("bridge")
+@click.pass_context
+def dump_meters(ctx, bridge):
+    out(ctx, call(ctx, "dump-meters", bridge=bridge),
+        lambda r: [f" meter={m['meter_id']} flow_count={m['flow_count']} "
+                   f"packet_in_count={m['packet_in_count']} byte_in_count={m['byte_in_count']}"
+                   for m in r])
+
+
+@main.command("fdb-show")
+@click.argument("bridge")
+@click.pass_context
+def fdb_show(ctx, bridge):
+    """Learned MAC addresses (NORMAL)."""
+    out(ctx, call(ctx, "fdb-show", bridge=bridge),
+        lambda r: [" port  VLAN  MAC                Age"] +
+        [f"{e['port']:>5}  {e['vlan']:>4}  {e['mac']}  {e['age_s']:>3}" for e in r])
+
+
+def _trace_text(r):
+    for s in r["steps"]:
+        yield f"{s['table']}. " + (s["rule"] or "No match: drop")
+    yield ""
+    yield f"Megaflow: {r['megaflow']}"
+    outs = ", ".join(o["port"] for o in r["outputs"]) or "drop"
+    yield f"Datapath actions: {outs}" + (f" (+{len(r['upcalls'])} to controller)"
+                                         if r["upcalls"] else "")
+
+
+@main.command()
+@click.argument("bridge")
+@click.argument("packet")
+@click.pass_context
+def trace(ctx, bridge, packet):
+    """trace BRIDGE 'in_port=1,tcp,nw_dst=10.0.0.2,tp_dst=80'"""
+    out(ctx, call(ctx, "trace", bridge=bridge, packet=packet), _trace_text)
+
+
+@main.command("dpif-stats")
+@click.argument("bridge")
+@click.pass_context
+def dpif_stats(ctx, bridge):
+    """Per-thread fast-path counters (cache hits, misses, upcalls, ns/packet)."""
+    out(ctx, call(ctx, "dpif-stats", bridge=bridge),
+        lambda r: [f"{k}: {v}" for k, v in r["datapath"].items()] +
+        [f"thread {i}: " + ", ".join(f"{k}={v}" for k, v in t.items())
+         for i, t in enumerate(r["threads"])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,477 @@
+"""vswitchd: runs every bridge in the configuration and serves the control
+socket.
+
+Configuration lives in SQLite (vswitch.config) under the state directory and
+is restored on start.  The control socket speaks JSON-RPC 2.0, one request
+per line, on a Unix socket only root can open.  Every method validates its
+input; a refused request leaves the configuration as it was (the store
+change and the bridge change happen in one transaction: if the bridge
+refuses, the store is rolled back).  Flows are not persisted, as in Open
+vSwitch: a bridge starts with `priority=0 actions=NORMAL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from vswitch import ofp
+from vswitch.bridge import Bridge, BridgeError, PortState
+from vswitch.config import DEFAULT_STATE_DIR, ConfigError, ConfigStore
+from vswitch.ofp import OFError
+from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
+from vswitch.packet import build_frame
+
+log = logging.getLogger("vswitchd")
+
+SOCKET_NAME = "vswitchd.sock"
+EXPIRE_INTERVAL_S = 1.0
+MAX_REQUEST = 16 << 20          # add-flows can carry many flows
+
+
+class RequestError(Exception):
+    """A request the daemon refuses: its message goes back to the client."""
+
+
+def default_socket(state_dir: str) -> str:
+    return os.path.join(state_dir, SOCKET_NAME)
+
+
+class Daemon:
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = ConfigStore(os.path.join(state_dir, "conf.db"))
+        self.bridges: dict[str, Bridge] = {}
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def restore(self) -> None:
+        """Start every configured bridge and its ports.  A port whose device
+        is missing stays configured and is reported by `show`."""
+        for br in self.store.list_bridges():
+            try:
+                self._start_bridge(br.name, br.fail_mode, br.datapath_options)
+            except BridgeError as e:
+                log.error("bridge %s: %s", br.name, e)
+                continue
+        for br in list(self.bridges):
+            for port in self.store.list_ports(br):
+                try:
+                    self._attach(br, self._port_state(port))
+                except BridgeError as e:
+                    log.error("port %s: %s", port.name, e)
+
+    def close(self) -> None:
+        for name in list(self.bridges):
+            self.bridges.pop(name).close()
+        self.store.close()
+
+    def _start_bridge(self, name: str, fail_mode: str, options: dict) -> Bridge:
+        threads = int(options.get("n_poll_threads", 1))
+        br = Bridge(name, n_threads=threads, fail_mode=fail_mode)
+        self.bridges[name] = br
+        log.info("bridge %s started (%d poll thread%s)", name, threads, "s"[:threads > 1])
+        return br
+
+    @staticmethod
+    def _port_state(port) -> PortState:
+        return PortState(port.name, port.type, port.ofport, port.tag, tuple(port.trunks),
+                         dict(port.options))
+
+    def _attach(self, bridge: str, port: PortState) -> None:
+        peer = None
+        if port.type == "patch":
+            peer_name = port.options.get("peer")
+            if not peer_name:
+                raise BridgeError(f"patch port {port.name} needs options peer=PORT")
+            for other in self.bridges.values():
+                if peer_name in other.ports:
+                    peer = (other, other.ports[peer_name])
+        self.bridges[bridge].add_port(port, peer)
+
+    # --- dispatch ------------------------------------------------------------
+
+    def handle(self, method: str, params: dict):
+        fn = METHODS.get(method)
+        if fn is None:
+            raise RequestError(f"unknown method {method!r}")
+        if not isinstance(params, dict):
+            raise RequestError("params must be an object")
+        try:
+            return fn(self, **params)
+        except TypeError as e:
+            raise RequestError(f"{method}: bad parameters ({e})") from e
+        except (ConfigError, BridgeError, FlowSyntaxError, ValueError) as e:
+            raise RequestError(str(e)) from e
+        except OFError as e:
+            raise RequestError(f"OpenFlow error: {e.msg} (type {e.type}, code {e.code})") from e
+
+    def bridge(self, name: str) -> Bridge:
+        br = self.bridges.get(name)
+        if br is None:
+            raise RequestError(f"no bridge named {name}")
+        return br
+
+    # --- configuration methods ---------------------------------------------------
+
+    def add_br(self, bridge: str, fail_mode: str = "standalone", threads: int = 1,
+               may_exist: bool = False):
+        if bridge in self.bridges:
+            if may_exist:
+                return None
+            raise RequestError(f"bridge {bridge} already exists")
+        with self.store.transaction():
+            self.store.add_bridge(bridge, fail_mode=fail_mode,
+                                  datapath_options={"n_poll_threads": str(threads)})
+            self._start_bridge(bridge, fail_mode, {"n_poll_threads": threads})
+        return None
+
+    def del_br(self, bridge: str, if_exists: bool = False):
+        if bridge not in self.bridges and if_exists:
+            return None
+        br = self.bridge(bridge)
+        with self.store.transaction():
+            self.store.del_bridge(bridge)
+            self.bridges.pop(bridge)
+        br.close()
+        return None
+
+    def list_br(self):
+        return sorted(self.bridges)
+
+    def add_port(self, bridge: str, port: str, type: str = "system", tag: int | None = None,
+                 trunks: list | None = None, options: dict | None = None,
+                 ofport: int | None = None, external_ids: dict | None = None,
+                 may_exist: bool = False):
+        br = self.bridge(bridge)
+        if may_exist and port in br.ports:
+            return br.ports[port].ofport
+        with self.store.transaction():
+            row = self.store.add_port(bridge, port, type, ofport=ofport, tag=tag,
+                                      trunks=trunks or (), options=options or {},
+                                      external_ids=external_ids or {})
+            self._attach(bridge, self._port_state(row))
+        return row.ofport
+
+    def del_port(self, port: str, bridge: str | None = None, if_exists: bool = False):
+        found = self.store.find_port(port)
+        if found is None:
+            if if_exists:
+                return None
+            raise RequestError(f"no port named {port}")
+        br_name, _ = found
+        if bridge is not None and bridge != br_name:
+            raise RequestError(f"port {port} is on bridge {br_name}, not {bridge}")
+        with self.store.transaction():
+            self.store.del_port(port)
+            if br_name in self.bridges and port in self.bridges[br_name].ports:
+                self.bridges[br_name].del_port(port)
+        return None
+
+    def list_ports(self, bridge: str):
+        self.bridge(bridge)
+        return [p.name for p in self.store.list_ports(bridge)]
+
+    def show(self):
+        out = []
+        for cfg in self.store.list_bridges():
+            br = self.bridges.get(cfg.name)
+            live = br.show() if br else {"ports": [], "waiting_for_peer": []}
+            by_name = {p["name"]: p for p in live["ports"]}
+            ports = []
+            for p in self.store.list_ports(cfg.name):
+                ports.append({"name": p.name, "type": p.type, "ofport": p.ofport,
+                              "tag": p.tag, "trunks": list(p.trunks),
+                              "options": dict(p.options), "external_ids": dict(p.external_ids),
+                              "state": by_name.get(p.name, {}),
+                              "error": None if p.name in by_name else "not attached"})
+            out.append({"name": cfg.name, "fail_mode": cfg.fail_mode,
+                        "controllers": self.store.get_controllers(cfg.name),
+                        "running": br is not None, "ports": ports,
+                        "local": by_name.get(cfg.name)})
+        return out
+
+    def set_fail_mode(self, bridge: str, mode: str):
+        br = self.bridge(bridge)
+        with self.store.transaction():
+            self.store.set_fail_mode(bridge, mode)
+            br.fail_mode = mode
+        return None
+
+    def get(self, kind: str, name: str, key: str | None = None):
+        snap = self._row(kind, name)
+        if key is None:
+            return snap
+        if key not in snap:
+            raise RequestError(f"{kind} {name} has no column {key!r}")
+        return snap[key]
+
+    def _row(self, kind: str, name: str) -> dict:
+        if kind == "bridge":
+            b = self.store.get_bridge(name)
+            return {"name": b.name, "fail_mode": b.fail_mode, "datapath_id": b.datapath_id,
+                    "datapath_options": dict(b.datapath_options), "options": dict(b.options)}
+        if kind == "port":
+            p = self.store.get_port(name)
+            return {"name": p.name, "bridge": p.bridge, "type": p.type, "ofport": p.ofport,
+                    "tag": p.tag, "trunks": list(p.trunks), "options": dict(p.options),
+                    "external_ids": dict(p.external_ids)}
+        raise RequestError(f"unknown table {kind!r} (bridge or port)")
+
+    def set(self, kind: str, name: str, key: str, value):
+        """Set one column: port tag/trunks/options/external_ids, bridge
+        options/fail_mode."""
+        with self.store.transaction():
+            if kind == "port":
+                found = self.store.find_port(name)
+                if found is None:
+                    raise RequestError(f"no port named {name}")
+                br_name, port = found
+                if key == "tag":
+                    self.store.set_port_tag(name, None if value in (None, "") else int(value))
+                elif key == "trunks":
+                    self.store.set_port_trunks(name, [int(v) for v in value])
+                elif key == "options":
+                    self.store.set_port_options(name, dict(value))
+                elif key == "external_ids":
+                    self.store.set_port_external_ids(name, dict(value))
+                    return None
+                else:
+                    raise RequestError(f"port column {key!r} cannot be set")
+                p = self.store.get_port(name)
+                br = self.bridges.get(br_name)
+                if br and name in br.ports:
+                    br.set_port_vlan(name, p.tag, p.trunks, dict(p.options))
+            elif kind == "bridge":
+                if key == "fail_mode":
+                    return self.set_fail_mode(name, value)
+                if key != "options":
+                    raise RequestError(f"bridge column {key!r} cannot be set")
+                self.store.set_bridge_options(name, options=dict(value))
+            else:
+                raise RequestError(f"unknown table {kind!r} (bridge or port)")
+        return None
+
+    # --- flow methods ----------------------------------------------------------------
+
+    def add_flow(self, bridge: str, flow: str):
+        self.bridge(bridge).add_flows([flow])
+        return None
+
+    def add_flows(self, bridge: str, flows: list):
+        return self.bridge(bridge).add_flows([f for f in flows if f.strip()
+                                              and not f.lstrip().startswith("#")])
+
+    def mod_flows(self, bridge: str, flow: str, strict: bool = False):
+        self.bridge(bridge).mod_flows(flow, strict)
+        return None
+
+    def del_flows(self, bridge: str, flow: str = "", strict: bool = False):
+        self.bridge(bridge).del_flows(flow, strict)
+        return None
+
+    def dump_flows(self, bridge: str, flow: str = "", sort: str | None = None):
+        br = self.bridge(bridge)
+        entries = br.dump_flows(flow)
+        if sort:
+            desc = sort.startswith("-")
+            key = sort.lstrip("-+")
+            if key not in ("priority", "table", "cookie", "packet_count", "byte_count",
+                           "duration"):
+                raise RequestError(f"cannot sort by {key!r}")
+            attr = {"table": "table_id", "duration": "duration_ns"}.get(key, key)
+            entries.sort(key=lambda e: getattr(e, attr), reverse=desc)
+        return [{"text": format_flow(e), "table_id": e.table_id, "priority": e.priority,
+                 "cookie": e.cookie, "packet_count": e.packet_count,
+                 "byte_count": e.byte_count, "duration_s": e.duration_ns / 1e9}
+                for e in entries]
+
+    def dump_aggregate(self, bridge: str, flow: str = ""):
+        return self.bridge(bridge).aggregate(flow)
+
+    def dump_ports(self, bridge: str):
+        return self.bridge(bridge).port_stats()
+
+    def dump_tables(self, bridge: str):
+        return self.bridge(bridge).table_stats()
+
+    def dump_groups(self, bridge: str):
+        return self.bridge(bridge).pipeline.group_stats()
+
+    def dump_meters(self, bridge: str):
+        return self.bridge(bridge).pipeline.meter_stats()
+
+    def fdb_show(self, bridge: str):
+        br = self.bridge(bridge)
+        return [{"port": br.port_name(e.port), "ofport": e.port, "vlan": e.vlan, "mac": e.mac,
+                 "age_s": e.age_ms // 1000} for e in br.dp.fdb()]
+
+    def trace(self, bridge: str, packet: str):
+        frame, in_port = build_frame(packet)
+        return self.bridge(bridge).trace(frame, in_port)
+
+    def dpif_stats(self, bridge: str):
+        br = self.bridge(bridge)
+        return {"datapath": br.dp.stats(), "threads": br.dp.thread_stats()}
+
+
+METHODS = {
+    "add-br": Daemon.add_br, "del-br": Daemon.del_br, "list-br": Daemon.list_br,
+    "add-port": Daemon.add_port, "del-port": Daemon.del_port,
+    "list-ports": Daemon.list_ports, "show": Daemon.show,
+    "set-fail-mode": Daemon.set_fail_mode, "get": Daemon.get, "set": Daemon.set,
+    "add-flow": Daemon.add_flow, "add-flows": Daemon.add_flows,
+    "mod-flows": Daemon.mod_flows, "del-flows": Daemon.del_flows,
+    "dump-flows": Daemon.dump_flows, "dump-aggregate": Daemon.dump_aggregate,
+    "dump-ports": Daemon.dump_ports, "dump-tables": Daemon.dump_tables,
+    "dump-groups": Daemon.dump_groups, "dump-meters": Daemon.dump_meters,
+    "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
+}
+
+
+# --- the control socket ------------------------------------------------------------
+
+
+def _reply(req_id, result=None, error: str | None = None, code: int = -32000) -> bytes:
+    msg = {"jsonrpc": "2.0", "id": req_id}
+    if error is None:
+        msg["result"] = result
+    else:
+        msg["error"] = {"code": code, "message": error}
+    return (json.dumps(msg) + "\n").encode()
+
+
+def answer(daemon: Daemon, line: bytes) -> bytes:
+    """One request line in, one reply line out; never raises."""
+    try:
+        req = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return _reply(None, error="parse error: not JSON", code=-32700)
+    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+        return _reply(None, error="invalid request: need an object with a method", code=-32600)
+    req_id = req.get("id")
+    try:
+        result = daemon.handle(req["method"], req.get("params") or {})
+        return _reply(req_id, result)
+    except RequestError as e:
+        log.info("refused %s: %s", req["method"], e)
+        return _reply(req_id, error=str(e))
+    except Exception as e:                    # a bug: report it, keep serving
+        log.exception("internal error in %s", req["method"])
+        return _reply(req_id, error=f"internal error: {e}", code=-32603)
+
+
+async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break
+                except asyncio.LimitOverrunError:
+                    writer.write(_reply(None, error="request too large", code=-32600))
+                    break
+                writer.write(answer(daemon, line))
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    if os.path.exists(sock_path):
+        if _socket_alive(sock_path):
+            raise SystemExit(f"vswitchd: another daemon is serving {sock_path}")
+        os.unlink(sock_path)
+    old_umask = os.umask(0o077)                # root-only socket
+    try:
+        server = await asyncio.start_unix_server(client, sock_path, limit=MAX_REQUEST)
+    finally:
+        os.umask(old_umask)
+    os.chmod(sock_path, 0o600)
+    log.info("listening on %s", sock_path)
+
+    async def expire() -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_INTERVAL_S)
+            for br in list(daemon.bridges.values()):
+                br.expire()
+
+    ticker = asyncio.create_task(expire())
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        ticker.cancel()
+        server.close()
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+
+
+def _socket_alive(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vswitchd", description=__doc__.splitlines()[0])
+    ap.add_argument("--state-dir", default=os.environ.get("VSWITCH_STATE_DIR",
+                                                          DEFAULT_STATE_DIR))
+    ap.add_argument("--socket", help="control socket (default STATE_DIR/vswitchd.sock)")
+    ap.add_argument("--log-level", default="info",
+                    choices=["debug", "info", "warning", "error"])
+    ap.add_argument("--demo", action="store_true",
+                    help="also create bridge vsdemo0 with two namespaced hosts (removed on stop)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s vswitchd %(levelname)s %(message)s")
+    if os.geteuid() != 0:
+        print("vswitchd: must run as root (it creates network devices)")
+        return 1
+    try:
+        daemon = Daemon(args.state_dir)
+    except ConfigError as e:
+        print(f"vswitchd: {e}")
+        return 1
+    demo = None
+    try:
+        daemon.restore()
+        if args.demo:
+            from vswitch.demo import Demo
+            demo = Demo(daemon)
+            demo.start()
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(daemon, args.socket or default_socket(args.state_dir), stop)
+
+        asyncio.run(run())
+        log.info("stopping")
+    finally:
+        if demo is not None:
+            demo.stop()
+        daemon.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["Daemon", "answer", "main", "ofp"]
