@@ -13,7 +13,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q -r requirements-test.txt
-python3 setup.py -q build_ext --inplace
+python3 -m pip install -q -e .
 
 echo "== ruff"
 ruff check .
