@@ -1296,8 +1296,10 @@ int vs_pipeline_meter_mod(struct vs_pipeline *p, uint8_t command, uint16_t flags
             pthread_spin_destroy(&m->lock);
             free(m);
         }
-        memmove(&p->meters[lo], &p->meters[hi], (p->n_meters - hi) * sizeof *p->meters);
-        p->n_meters -= hi - lo;
+        if (hi > lo) {
+            memmove(&p->meters[lo], &p->meters[hi], (p->n_meters - hi) * sizeof *p->meters);
+            p->n_meters -= hi - lo;
+        }
     } else if (command == VS_MC_ADD && found) {
         rc = fail(err, VS_OFPET_METER_MOD_FAILED, MMF_METER_EXISTS, "meter %u exists", id);
     } else if (command == VS_MC_MODIFY && !found) {
