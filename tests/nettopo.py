@@ -119,7 +119,12 @@ class Topology:
         return n
 
     def add_host(self, cidr: str | None = None, mac: str | None = None,
-                 mtu: int | None = None) -> Host:
+                 mtu: int | None = None, segmentation_offload: bool = True) -> Host:
+        """A namespace with eth0 (a veth) addressed with cidr.  Offloads stay
+        as the kernel sets them (TSO/GSO on, as on real hosts: the datapath
+        takes the super-frames); segmentation_offload=False turns TSO/GSO
+        off on eth0 for a test that needs the sender to emit wire-sized
+        frames itself."""
         i = len(self.hosts)
         ns = self.name(f"n{i}")
         port = self.name(f"p{i}")
@@ -152,6 +157,8 @@ class Topology:
         host = Host(ns=ns, ifname="eth0", port=port, port_ifindex=pidx,
                     ip=cidr.split("/")[0] if cidr else None, cidr=cidr, mac=mac)
         self.hosts.append(host)
+        if not segmentation_offload:
+            disable_segmentation_offload(host)
         return host
 
     def add_vlan(self, host: Host, vid: int, cidr: str) -> str:
@@ -358,24 +365,39 @@ class Sniffer:
 
 
 SIOCETHTOOL = 0x8946
-ETHTOOL_STSO, ETHTOOL_SGSO = 0x1F, 0x24
+ETHTOOL_GTSO, ETHTOOL_STSO, ETHTOOL_GGSO, ETHTOOL_SGSO = 0x1E, 0x1F, 0x23, 0x24
 
 
-def disable_segmentation_offload(host: Host, dev: str = "eth0") -> None:
-    """Turn TSO and GSO off on a device in host's namespace.  A TCP sender
-    on a veth otherwise hands the peer 64 KiB super-frames, which an
-    AF_PACKET datapath without vnet headers drops as oversize."""
+def _ethtool_value(host: Host, dev: str, cmd: int, value: int = 0) -> int:
+    """An ETHTOOL_G*/S* call with a struct ethtool_value; returns .data."""
     import fcntl
 
     with in_netns(host.ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        for cmd in (ETHTOOL_STSO, ETHTOOL_SGSO):
-            val = ctypes.create_string_buffer(struct.pack("=II", cmd, 0))
-            ifr = struct.pack("16sP", dev.encode(), ctypes.addressof(val)) + b"\0" * 16
-            fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
+        val = ctypes.create_string_buffer(struct.pack("=II", cmd, value))
+        ifr = struct.pack("16sP", dev.encode(), ctypes.addressof(val)) + b"\0" * 16
+        fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
+        return struct.unpack("=II", val.raw[:8])[1]
     finally:
         s.close()
+
+
+def disable_segmentation_offload(host: Host, dev: str = "eth0") -> None:
+    """Opt-in: turn TSO and GSO off on a device in host's namespace, so that
+    its TCP/UDP senders emit wire-sized frames themselves instead of 64 KiB
+    super-frames.  `system` ports no longer need this (they segment
+    super-frames in software, docs/datapath.md); it stays for port types
+    that do not (e.g. AF_XDP) and for tests that want the sender's own
+    segments."""
+    for cmd in (ETHTOOL_STSO, ETHTOOL_SGSO):
+        _ethtool_value(host, dev, cmd, 0)
+
+
+def segmentation_offload(host: Host, dev: str = "eth0") -> tuple[bool, bool]:
+    """(TSO on, GSO on) for a device in host's namespace."""
+    return (bool(_ethtool_value(host, dev, ETHTOOL_GTSO)),
+            bool(_ethtool_value(host, dev, ETHTOOL_GGSO)))
 
 
 def send_raw(host: Host, *frames: bytes, dev: str = "eth0") -> None:

@@ -42,6 +42,20 @@ VLAN_MODES = {
     "native-tagged": lib.VS_DP_VLAN_NATIVE_TAGGED,
 }
 VLAN_MODE_NAMES = {v: k for k, v in VLAN_MODES.items()}
+XDP_MODES = {
+    "auto": lib.VS_DP_XDP_AUTO,           # native, generic if the driver refuses
+    "native": lib.VS_DP_XDP_NATIVE,
+    "generic": lib.VS_DP_XDP_GENERIC,
+}
+XDP_MODE_NAMES = {v: k for k, v in XDP_MODES.items()}
+# AF_XDP ports are built only when libxdp and libbpf were found at build time.
+AFXDP_AVAILABLE = bool(lib.vs_dp_afxdp_available())
+
+
+def afxdp_available() -> bool:
+    """Whether `afxdp` ports were built in (else add_port refuses them and
+    says why: install libxdp-dev and libbpf-dev and rebuild)."""
+    return bool(lib.vs_dp_afxdp_available())
 _MAX_FRAME = lib.VS_DP_MAX_FRAME
 
 
@@ -63,6 +77,9 @@ class PortInfo:
     tag: int
     peer_port: int
     peer_attached: bool
+    queue: int = 0              # afxdp: the rx queue bound
+    xdp_mode: str = ""          # afxdp: "native" or "generic", as attached
+    xdp_zerocopy: bool = False  # afxdp: zero-copy (else copy mode)
 
 
 @dataclass
@@ -175,10 +192,13 @@ class Datapath:
     def add_port(self, port_no: int, type: str = "system", *, name: str = "",
                  ifindex: int = 0, mtu: int = 0, thread: int = -1, no_flood: bool = False,
                  up: bool = False, vlan_mode: str = "trunk", tag: int = 0, trunks=(),
-                 peer: Datapath | None = None, peer_port: int = 0) -> PortInfo:
+                 peer: Datapath | None = None, peer_port: int = 0, queue: int = 0,
+                 xdp_mode: str = "auto") -> PortInfo:
         """Add a port.  system: an existing device by name or ifindex;
         tap/internal: a TAP device created by name (up=True brings it up);
-        patch: peer datapath and the peer's patch port number."""
+        patch: peer datapath and the peer's patch port number; afxdp: an
+        existing device by name or ifindex over AF_XDP, rx queue `queue`,
+        xdp_mode "auto" (native, else generic), "native" or "generic"."""
         pc = ffi.new("struct vs_dp_port_config *")
         pc.port_no = port_no
         pc.type = PORT_TYPES[type]
@@ -190,6 +210,8 @@ class Datapath:
         pc.vlan_mode = VLAN_MODES[vlan_mode]
         pc.tag = tag
         pc.trunks = _trunk_bitmap(trunks)
+        pc.queue = queue
+        pc.xdp_mode = XDP_MODES[xdp_mode]
         raw = name.encode()
         if len(raw) >= lib.VS_DP_NAME_LEN:
             raise ValueError(f"device name too long: {name!r}")
@@ -229,7 +251,10 @@ class Datapath:
             thread=i.thread, link_up=bool(i.link_up),
             no_flood=bool(i.flags & lib.VS_DP_PF_NO_FLOOD),
             vlan_mode=VLAN_MODE_NAMES.get(i.vlan_mode, str(i.vlan_mode)), tag=i.tag,
-            peer_port=i.peer_port, peer_attached=bool(i.peer_attached))
+            peer_port=i.peer_port, peer_attached=bool(i.peer_attached), queue=i.queue,
+            xdp_mode=(XDP_MODE_NAMES.get(i.xdp_mode, str(i.xdp_mode))
+                      if i.type == lib.VS_DP_PORT_AFXDP else ""),
+            xdp_zerocopy=bool(i.xdp_zerocopy))
 
     def port_numbers(self) -> list[int]:
         n = lib.vs_dp_port_list(self.handle, ffi.NULL, 0)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 from cffi import FFI
@@ -53,9 +55,47 @@ def _flags() -> tuple[list[str], list[str]]:
     return cflags, ldflags
 
 
+def _afxdp() -> tuple[list[str], list[str]]:
+    """AF_XDP ports (dp_port_afxdp.c) are optional: built with -DVS_HAVE_AFXDP
+    and linked with libxdp + libbpf when a test program using them compiles
+    and links (Debian: libxdp-dev, libbpf-dev).  VSWITCH_AFXDP=0 builds
+    without them, VSWITCH_AFXDP=1 makes their absence an error."""
+    want = os.environ.get("VSWITCH_AFXDP", "")
+    if want == "0":
+        return [], []
+    cflags, libs = [], ["-lxdp", "-lbpf"]
+    try:
+        pc = subprocess.run(["pkg-config", "--cflags", "--libs", "libxdp", "libbpf"],
+                            text=True, capture_output=True)
+        if pc.returncode == 0:
+            flags = pc.stdout.split()
+            cflags = [f for f in flags if not f.startswith(("-l", "-L"))]
+            libs = [f for f in flags if f.startswith(("-l", "-L"))]
+    except OSError:
+        pass                                # no pkg-config: try the plain names
+    probe = ("#include <xdp/xsk.h>\n#include <xdp/libxdp.h>\n#include <bpf/libbpf.h>\n"
+             "int main(void) { libbpf_set_print(0); libxdp_set_print(0);"
+             " return xsk_umem__delete(0); }\n")
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    with tempfile.TemporaryDirectory() as d:
+        r = subprocess.run(cc + ["-xc", "-", "-o", os.path.join(d, "probe")] + cflags + libs,
+                           input=probe, text=True, capture_output=True)
+    if r.returncode != 0:
+        if want == "1":
+            raise RuntimeError("VSWITCH_AFXDP=1 but libxdp/libbpf are not usable "
+                               "(install libxdp-dev and libbpf-dev):\n" + r.stderr)
+        print("vswitch: libxdp/libbpf not found: building without AF_XDP ports "
+              "(install libxdp-dev and libbpf-dev and rebuild)", file=sys.stderr)
+        return [], []
+    return ["-DVS_HAVE_AFXDP"] + cflags, libs
+
+
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef_from_header())
 _cflags, _ldflags = _flags()
+_xdp_cflags, _xdp_libs = _afxdp()
+_cflags += _xdp_cflags
+_ldflags += _xdp_libs
 ffibuilder.set_source(
     "vswitch._fastpath._core",
     INCLUDES,

@@ -290,6 +290,7 @@ struct exec_ctx {
     uint32_t max_emits, max_upcalls;
     struct vs_context_stats *stats;
     uint64_t now;
+    uint8_t dry_run;                   /* trace: touch no shared counter or meter */
 };
 /* Runs a composed program on one packet. */
 void execute(struct exec_ctx *, struct pkt_state *, const uint8_t *prog, uint32_t len);

@@ -29,10 +29,15 @@
  *            TPACKET_V3 mmap'ed RX ring, promiscuous (PACKET_MR_PROMISC),
  *            PACKET_IGNORE_OUTGOING (it does not see its own sends) and
  *            PACKET_QDISC_BYPASS; transmit with sendmmsg.  VLAN tags the
- *            kernel took out of the frame (tp_vlan_tci) are put back, and
- *            frames whose checksum the sender left to offload
- *            (TP_STATUS_CSUMNOTREADY, e.g. from a veth peer) get their
- *            TCP/UDP checksum completed in software before the pipeline.
+ *            kernel took out of the frame (tp_vlan_tci) are put back.
+ *            Offloads (PACKET_VNET_HDR, see docs/datapath.md): every frame
+ *            comes with a virtio_net_hdr; checksums left to offload
+ *            (NEEDS_CSUM, e.g. from a veth peer) are completed and GSO
+ *            super-frames (TCPv4/v6, UDP L4, up to 64 KiB) are cut into
+ *            MTU-sized frames in software (dp_gso.c) before the pipeline;
+ *            malformed vnet headers count as rx_errors.  Ring blocks must
+ *            be >= 128 KiB to hold a super-frame.  Frames are sent with a
+ *            zero vnet header (complete, not GSO).
  *  tap       a TAP device the datapath creates (IFF_TAP|IFF_NO_PI,
  *            non-blocking) and removes again (closing it destroys it).
  *  internal  the bridge's own host interface: a TAP named after the bridge,
@@ -43,7 +48,18 @@
  *            go at most patch_max_depth deep; deeper frames are dropped and
  *            counted (patch_loop_drops).  Each end names its peer datapath
  *            and peer port; the pair is made by adding both ends.
- *  afxdp     reserved; vs_dp_add_port refuses it ("not built").
+ *  afxdp     an existing netdev (by ifindex or name) over AF_XDP: one UMEM
+ *            and one XSK socket per port bound to one rx queue (`queue`),
+ *            libxdp's default XDP program redirecting that queue to the
+ *            socket, attached in native mode (XDP_FLAGS_DRV_MODE) or, when
+ *            the driver refuses, generic (SKB) mode (`xdp_mode` forces
+ *            one); zero-copy where the driver allows, else copy mode.
+ *            Frames go to the pipeline straight from the UMEM; emits are
+ *            copied into free UMEM tx frames (any thread may transmit: a
+ *            per-port tx mutex guards the tx and completion rings).  The
+ *            design and UMEM frame ownership: dp_port_afxdp.c.  Optional:
+ *            built only with libxdp + libbpf (vs_dp_afxdp_available());
+ *            otherwise vs_dp_add_port refuses it and says why.
  * Every port has an OpenFlow port number (1..OFPP_MAX-1, or OFPP_LOCAL), is
  * registered in the pipeline (vs_pipeline_set_port: FLOOD/ALL, liveness) and
  * has counters (relaxed atomics: any thread may transmit on any port).
@@ -137,7 +153,12 @@
 #define VS_DP_PORT_TAP        2
 #define VS_DP_PORT_INTERNAL   3
 #define VS_DP_PORT_PATCH      4
-#define VS_DP_PORT_AFXDP      5        /* reserved: not built yet */
+#define VS_DP_PORT_AFXDP      5        /* only if vs_dp_afxdp_available() */
+
+/* afxdp XDP attach modes (vs_dp_port_config.xdp_mode, vs_dp_port_info). */
+#define VS_DP_XDP_AUTO        0        /* native, generic if native fails */
+#define VS_DP_XDP_NATIVE      1        /* XDP_FLAGS_DRV_MODE only */
+#define VS_DP_XDP_GENERIC     2        /* XDP_FLAGS_SKB_MODE only */
 
 /* Port flags. */
 #define VS_DP_PF_NO_FLOOD     0x1      /* NORMAL and FLOOD skip the port */
@@ -161,7 +182,8 @@ struct vs_dp_config {
     uint32_t upcall_queue_len;     /* 0 = 1024 */
     uint32_t mac_aging_s;          /* 0 = 300 */
     uint32_t mac_max;              /* 0 = 8192 */
-    uint32_t ring_block_size;      /* TPACKET_V3 block; power of two; 0 = 256 KiB */
+    uint32_t ring_block_size;      /* TPACKET_V3 block; power of two; 0 = 256 KiB;
+                                    * system ports need >= 128 KiB (64 KiB GSO frames) */
     uint32_t ring_block_nr;        /* 0 = 16 */
     uint32_t ring_tov_ms;          /* block retire timeout; 0 = 1 ms */
     uint32_t patch_max_depth;      /* 0 = 4; at most VS_DP_MAX_DEPTH */
@@ -182,6 +204,8 @@ struct vs_dp_port_config {
     struct vs_dp *peer;            /* patch: the peer datapath */
     uint32_t peer_port;            /* patch: the peer's patch port number */
     uint32_t pad;
+    uint32_t queue;                /* afxdp: the device's rx queue to bind (0 = first) */
+    uint32_t xdp_mode;             /* afxdp: VS_DP_XDP_* */
 };
 
 struct vs_dp_port_info {
@@ -198,13 +222,17 @@ struct vs_dp_port_info {
     uint32_t peer_attached;        /* patch: the peer datapath still exists */
     uint32_t pad;
     char     name[VS_DP_NAME_LEN];
+    uint32_t queue;                /* afxdp: the rx queue bound */
+    uint32_t xdp_mode;             /* afxdp: VS_DP_XDP_NATIVE or _GENERIC, as attached */
+    uint32_t xdp_zerocopy;         /* afxdp: 1 zero-copy, 0 copy mode */
+    uint32_t pad2;
 };
 
 struct vs_dp_port_stats {
     uint64_t rx_packets;           /* frames handed to the pipeline */
     uint64_t rx_bytes;
     uint64_t rx_dropped;           /* rx_oversize + rx_ring_drops */
-    uint64_t rx_errors;            /* malformed ring entries, read errors */
+    uint64_t rx_errors;            /* malformed ring entries or vnet headers, read errors */
     uint64_t rx_oversize;
     uint64_t rx_ring_drops;        /* the kernel found the RX ring full */
     uint64_t tx_packets;
@@ -313,5 +341,23 @@ int vs_dp_recv_upcall(struct vs_dp *, struct vs_dp_upcall *u, uint8_t *buf, uint
 int vs_dp_packet_out(struct vs_dp *, uint32_t in_port, const uint8_t *actions,
                      uint32_t actions_len, const uint8_t *frame, uint32_t flen,
                      struct vs_error *err);
+
+/* 1 if AF_XDP ports (VS_DP_PORT_AFXDP) were built in (libxdp + libbpf
+ * found at build time), else 0: adding one is then refused. */
+int vs_dp_afxdp_available(void);
+
+/* TEST HOOK, not an API: run the receive-side offload handling of a
+ * `system` port (dp_gso.c) on one frame, as if it had come out of the ring
+ * behind the vnet header `vnet` (10 bytes: struct virtio_net_hdr in host
+ * byte order) on a port with this MTU.  The resulting frames (the frame
+ * itself with its checksum completed, or its GSO segments) are written
+ * back to back to out (out_cap bytes), their lengths to lens (max_segs).
+ * Returns their number, or -EINVAL for what a port counts in rx_errors and
+ * drops (malformed vnet header, truncated or inconsistent headers, too many
+ * segments), -EMSGSIZE for what it counts in rx_oversize, -ENOBUFS when
+ * out/lens are too small. */
+int vs_dp_gso_segment_test(const uint8_t *frame, uint32_t len, const uint8_t *vnet,
+                           uint32_t mtu, uint8_t *out, uint32_t out_cap, uint32_t *lens,
+                           uint32_t max_segs);
 
 #endif /* VSWITCH_DATAPATH_H */

@@ -273,9 +273,8 @@ int vs_dp_add_port(struct vs_dp *dp, const struct vs_dp_port_config *cfg, struct
             return dp_err(err, EINVAL, "patch port %u: peer datapath and peer port required",
                           cfg->port_no);
         break;
-    case VS_DP_PORT_AFXDP:
-        return dp_err(err, EOPNOTSUPP,
-                      "port %u: AF_XDP ports are not built into this datapath", cfg->port_no);
+    case VS_DP_PORT_AFXDP:             /* refused by dp_afxdp_open if not built */
+        break;
     default:
         return dp_err(err, EINVAL, "port %u: unknown port type %u", cfg->port_no, cfg->type);
     }
@@ -308,6 +307,9 @@ int vs_dp_add_port(struct vs_dp *dp, const struct vs_dp_port_config *cfg, struct
     case VS_DP_PORT_TAP:
     case VS_DP_PORT_INTERNAL:
         rc = dp_tap_open(dp, p, err);
+        break;
+    case VS_DP_PORT_AFXDP:
+        rc = dp_afxdp_open(dp, p, cfg, err);
         break;
     case VS_DP_PORT_PATCH:
         if (!dp_live(cfg->peer)) {
@@ -489,6 +491,8 @@ int vs_dp_port_info(struct vs_dp *dp, uint32_t port_no, struct vs_dp_port_info *
         out->peer_port = p->peer_port;
         out->peer_attached = p->peer != NULL;
         memcpy(out->name, p->name, VS_DP_NAME_LEN);
+        if (p->type == VS_DP_PORT_AFXDP)
+            dp_afxdp_info(p, out);
     }
     pthread_rwlock_unlock(&dp->lock);
     return p ? 0 : -ENOENT;
@@ -501,6 +505,8 @@ int vs_dp_port_stats(struct vs_dp *dp, uint32_t port_no, struct vs_dp_port_stats
     if (p) {
         if (p->type == VS_DP_PORT_SYSTEM)
             dp_afpacket_poll_stats(p);
+        else if (p->type == VS_DP_PORT_AFXDP)
+            dp_afxdp_poll_stats(p);
         const uint64_t *src = (const uint64_t *)&p->st;
         uint64_t *dst = (uint64_t *)out;
         for (size_t i = 0; i < sizeof *out / sizeof(uint64_t); i++)

@@ -73,6 +73,11 @@ struct dp_port {
 int dp_afpacket_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 int dp_tap_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 void dp_afpacket_poll_stats(struct dp_port *);   /* control thread, read lock */
+/* dp_port_afxdp.c (refuses with "not built" without VS_HAVE_AFXDP). */
+int dp_afxdp_open(struct vs_dp *, struct dp_port *, const struct vs_dp_port_config *,
+                  struct vs_error *);
+void dp_afxdp_poll_stats(struct dp_port *);      /* control thread, read lock */
+void dp_afxdp_info(struct dp_port *, struct vs_dp_port_info *);
 
 /* dp_util.c: netdev ioctls (0 or -errno) and frame helpers. */
 int dp_netdev_name(uint32_t ifindex, char name[VS_DP_NAME_LEN]);
@@ -83,6 +88,37 @@ int dp_netdev_set_up(const char *name);
 int dp_netdev_link(const char *name, uint32_t *up);   /* admin up and carrier */
 /* Complete a TCP/UDP checksum left to offload (CHECKSUM_PARTIAL). */
 void dp_csum_complete(uint8_t *frame, uint32_t len);
+
+/* ---- receive offloads: vnet headers, checksums, software GSO (dp_gso.c) ---- */
+#define DP_VNET_HDR_LEN   10u          /* struct virtio_net_hdr (PACKET_VNET_HDR) */
+/* Largest super-frame accepted: an IPv6 payload of 65535 bytes behind
+ * Ethernet, two VLAN tags and the IPv6 header (IPv4 is smaller). */
+#define DP_GSO_MAX_FRAME  (65535u + 14 + 8 + 40)
+#define DP_GSO_MAX_SEGS   1024u        /* segments per super-frame (gso_size >= ~64) */
+#define DP_GSO_MAX_HDR    160u         /* L2 + 2 tags + IPv4 w/ options + TCP w/ options */
+/* A virtio_net_hdr as read from the ring (host byte order, widened so that
+ * adding a re-inserted VLAN tag's 4 bytes cannot wrap). */
+struct dp_vnet {
+    uint8_t flags, gso_type;
+    uint32_t hdr_len, gso_size, csum_start, csum_offset;
+};
+void dp_vnet_read(struct dp_vnet *, const uint8_t *raw);   /* DP_VNET_HDR_LEN bytes */
+/* Make the frame f[0..len) (writable) wire-ready per its vnet header:
+ *  - not GSO: the checksum is completed in place if NEEDS_CSUM; returns 1
+ *    with segs[0] = f;
+ *  - GSO (TCPv4, TCPv6, UDP L4): the segments are written back to back to
+ *    out (cap bytes), their addresses and lengths to segs/lens (max_segs);
+ *    returns their number (each at most max_frame bytes).
+ * -EINVAL malformed (vnet header inconsistent with itself or the frame,
+ * truncated headers, more than DP_GSO_MAX_SEGS segments); -EMSGSIZE a
+ * frame or segment longer than max_frame (super-frame: DP_GSO_MAX_FRAME);
+ * -ENOBUFS out/max_segs too small.  Nothing is written to out on error. */
+int dp_vnet_rx(uint8_t *f, uint32_t len, const struct dp_vnet *, uint32_t max_frame,
+               uint8_t *out, size_t cap, const uint8_t **segs, uint32_t *lens,
+               uint32_t max_segs);
+/* Upper bound of the bytes dp_vnet_rx writes to out for a super-frame of
+ * len bytes with this gso_size (whatever the frame holds). */
+size_t dp_gso_out_bound(uint32_t len, uint32_t gso_size);
 
 /* ---- per-thread state ---------------------------------------------------------- */
 struct dp_tx {

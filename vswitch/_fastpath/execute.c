@@ -432,7 +432,7 @@ static int ttl_op(struct exec_ctx *x, struct pkt_state *ps, bool dec, uint8_t va
 static int meter(struct exec_ctx *x, struct pkt_state *ps, uint32_t id)
 {
     struct vs_meter *m = pipeline_find_meter(x->p, id);
-    if (!m)
+    if (!m || x->dry_run)
         return 0;
     int verdict = 0;
     int64_t best_rate = -1;
@@ -526,8 +526,10 @@ static void run(struct exec_ctx *, struct pkt_state *, const uint8_t *, uint32_t
 static void bucket(struct exec_ctx *x, struct pkt_state *ps, struct vs_group *g, uint32_t b)
 {
     struct group_bucket *gb = &g->buckets[b];
-    ATOMIC_ADD(&gb->n_packets, 1);
-    ATOMIC_ADD(&gb->n_bytes, ps->len);
+    if (!x->dry_run) {
+        ATOMIC_ADD(&gb->n_packets, 1);
+        ATOMIC_ADD(&gb->n_bytes, ps->len);
+    }
     struct pkt_state clone = *ps;
     clone.owned = 0;          /* the bucket's writes go to its own copy */
     clone.emitted = 0;
@@ -541,8 +543,10 @@ static void group(struct exec_ctx *x, struct pkt_state *ps, uint32_t id)
     struct vs_group *g = pipeline_find_group(x->p, id);
     if (!g)
         return;
-    ATOMIC_ADD(&g->n_packets, 1);
-    ATOMIC_ADD(&g->n_bytes, ps->len);
+    if (!x->dry_run) {
+        ATOMIC_ADD(&g->n_packets, 1);
+        ATOMIC_ADD(&g->n_bytes, ps->len);
+    }
     switch (g->type) {
     case VS_GT_ALL:
         for (uint32_t b = 0; b < g->n_buckets; b++)

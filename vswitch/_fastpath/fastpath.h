@@ -473,10 +473,26 @@ struct vs_trace_step {
     struct vs_key match;
     struct vs_key mask;
 };
-/* Returns the number of steps written (<= max), or -1 on error. */
+/* Where the frame would go: an emit (port, queue, len) or an upcall
+ * (is_upcall, reason, table_id, cookie). */
+struct vs_trace_output {
+    uint32_t port;
+    uint32_t queue;
+    uint32_t len;
+    uint8_t  is_upcall;
+    uint8_t  reason;
+    uint8_t  table_id;
+    uint8_t  pad;
+    uint64_t cookie;
+};
+/* Returns the number of steps written (<= max), or -1 on error.  The frame
+ * is run as a dry run: no flow, table, group or meter counter moves and no
+ * meter consumes tokens (meters pass everything).  *n_outs is set to the
+ * number of outputs written (<= max_outs). */
 int vs_pipeline_trace(struct vs_pipeline *, const uint8_t *frame, uint32_t len,
                       uint32_t in_port, struct vs_trace_step *steps, uint32_t max,
-                      struct vs_key *megaflow_mask);
+                      struct vs_key *megaflow_mask, struct vs_trace_output *outs,
+                      uint32_t max_outs, uint32_t *n_outs);
 
 /* ---------------------------------------------------------------------- */
 /* Contexts and batches. */
