@@ -147,10 +147,12 @@ def test_mod_and_del():
     assert d.instructions == ()
     assert parse_flow("in_port=1", "del").match == m(in_port=(1, 0xFFFFFFFF))
     md = parse_flow("cookie=0x7,in_port=1,actions=output:2", "mod")
-    assert (md.table_id, md.cookie, md.cookie_mask) == (0, 7, 0)
+    assert (md.table_id, md.cookie, md.cookie_mask) == (OFPTT_ALL, 7, 0)  # all tables
     assert md.instructions == (apply(Output(2)),)
-    assert parse_flow("out_port=LOCAL", "mod").out_port == OFPP_LOCAL
-    assert parse_flow("", "mod").instructions == ()
+    assert parse_flow("out_port=LOCAL", "del").out_port == OFPP_LOCAL
+    with pytest.raises(FlowSyntaxError, match="actions"):
+        parse_flow("in_port=1", "mod")          # as ovs-ofctl: mod needs actions
+    assert parse_flow("actions=drop", "mod").instructions == ()
 
 
 # --- parsing: actions --------------------------------------------------------
@@ -295,7 +297,7 @@ def test_format_flow_with_stats():
     e = FlowEntry(3, 0x8000, Match(), (), cookie=0x1F, idle_timeout=10, hard_timeout=20,
                   flags=OFPFF_SEND_FLOW_REM | OFPFF_CHECK_OVERLAP, packet_count=5,
                   byte_count=300, duration_ns=2_000_000_001)
-    assert format_flow(e) == (" cookie=0x1f, duration=2.000000001s, table=3, n_packets=5, "
+    assert format_flow(e) == (" cookie=0x1f, duration=2s, table=3, n_packets=5, "
                               "n_bytes=300, idle_timeout=10, hard_timeout=20, send_flow_rem "
                               "check_overlap actions=drop")
     assert format_flow(e, stats=False) == ("cookie=0x1f, table=3, idle_timeout=10, "

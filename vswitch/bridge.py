@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from vswitch import ofp
 from vswitch.datapath import Datapath, DatapathError, make_standalone
-from vswitch.flowtable import Context, Pipeline, TableStats, trace
+from vswitch.flowtable import Pipeline, TableStats, trace
 from vswitch.ofp import FlowEntry, OFError
 from vswitch.ofproto.flowsyntax import FlowSpec, format_flow, format_match, parse_flow
 
@@ -75,10 +75,12 @@ class Bridge:
         self.pipeline.close()
 
     def reset_flows(self) -> None:
-        """A fresh bridge forwards as a MAC learning switch (as OVS adds
-        `priority=0 actions=NORMAL`)."""
+        """A fresh standalone bridge forwards as a MAC learning switch (as
+        OVS adds `priority=0 actions=NORMAL`); a secure one sets up no flows
+        on its own and drops everything until flows are added."""
         self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
-        make_standalone(self.pipeline)
+        if self.fail_mode == "standalone":
+            make_standalone(self.pipeline)
 
     # --- ports ---------------------------------------------------------------
 
@@ -121,6 +123,17 @@ class Bridge:
             except DatapathError:
                 pass                          # already gone with its device
         return port
+
+    def detach_port(self, name: str) -> None:
+        """Take a patch port out of the datapath (its peer went away); it
+        stays configured and waits for a new peer."""
+        port = self._port(name)
+        if port.attached:
+            try:
+                self.dp.del_port(port.ofport)
+            except DatapathError:
+                pass
+            port.attached = False
 
     def set_port_vlan(self, name: str, tag: int | None, trunks, options: dict) -> None:
         port = self._port(name)
@@ -195,28 +208,48 @@ class Bridge:
     def add_flows(self, texts: list[str]) -> int:
         """Add flows given in ovs-ofctl syntax.  All are parsed first; a
         syntax error adds none.  An OpenFlow error stops at that flow and
-        undoes the ones added before it."""
+        undoes the ones added before it (other flows keep their counters)."""
         specs = [parse_flow(t, "add") for t in texts]
         before = self.pipeline.dump_flows()
+        done: list[FlowSpec] = []
         try:
             for spec in specs:
                 self.flow_mod(spec, ofp.OFPFC_ADD)
+                done.append(spec)
         except OFError:
-            self._restore(before)
+            self._undo(done, before)
             raise
         return len(specs)
 
-    def _restore(self, entries: list[FlowEntry]) -> None:
-        self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
-        for e in entries:
+    def _undo(self, added: list[FlowSpec], before: list[FlowEntry]) -> None:
+        """Remove the flows `added`, and put back the ones they replaced."""
+        for spec in added:
+            self.pipeline.flow_mod(ofp.OFPFC_DELETE_STRICT, spec.table_id, spec.priority,
+                                   spec.match)
+        present = {(e.table_id, e.priority, e.match) for e in self.pipeline.dump_flows()}
+        for e in before:
+            if (e.table_id, e.priority, e.match) in present:
+                continue
             self.pipeline.flow_mod(
                 table_id=e.table_id, priority=e.priority, match=e.match,
                 instructions=e.instructions, cookie=e.cookie, idle_timeout=e.idle_timeout,
                 hard_timeout=e.hard_timeout, flags=e.flags)
 
     def mod_flows(self, text: str, strict: bool = False) -> None:
+        """Without table=, every table (as ovs-ofctl); OpenFlow 1.3 itself
+        only modifies one table per request, so this is one per table that
+        has flows.  A request the core refuses is refused on the first
+        table, before anything changed (only a goto_table that is valid in
+        some tables but not in later ones can stop part way)."""
         cmd = ofp.OFPFC_MODIFY_STRICT if strict else ofp.OFPFC_MODIFY
-        self.flow_mod(parse_flow(text, "mod"), cmd)
+        spec = parse_flow(text, "mod")
+        if spec.table_id != ofp.OFPTT_ALL:
+            self.flow_mod(spec, cmd)
+            return
+        tables = sorted({e.table_id for e in self.pipeline.dump_flows()}) or [0]
+        for t in tables:
+            spec.table_id = t
+            self.flow_mod(spec, cmd)
 
     def del_flows(self, text: str = "", strict: bool = False) -> None:
         cmd = ofp.OFPFC_DELETE_STRICT if strict else ofp.OFPFC_DELETE
@@ -257,28 +290,21 @@ class Bridge:
     # --- trace ---------------------------------------------------------------
 
     def trace(self, frame: bytes, in_port: int) -> dict:
-        """One frame through the pipeline, without touching the datapath:
-        the rule each table matched, the megaflow the decision depends on,
-        and where the frame goes (as ofproto/trace shows it)."""
-        steps, megaflow = trace(self.pipeline, frame, in_port)
-        ctx = Context(emc_entries=0, megaflow_max=0)
-        try:
-            result = ctx.process(self.pipeline, [frame], [in_port])[0]
-        finally:
-            ctx.close()
-        rules = {}
-        for e in self.pipeline.dump_flows():
-            rules[(e.table_id, e.priority, e.match)] = e
+        """One frame through the pipeline as a dry run (no counters, no
+        meters, nothing sent): the rule each table matched, the megaflow the
+        decision depends on, and where the frame would go (as ofproto/trace
+        shows it)."""
+        t = trace(self.pipeline, frame, in_port)
+        rules = {(e.table_id, e.priority, e.match): e for e in self.pipeline.dump_flows()}
         out_steps = []
-        for s in steps:
+        for s in t.steps:
             e = rules.get((s.table_id, s.priority, s.match)) if s.matched else None
             out_steps.append({"table": s.table_id,
                               "rule": format_flow(e, stats=False) if e else None})
         return {
             "steps": out_steps,
-            "megaflow": format_match(megaflow),
-            "outputs": [{"port": self.port_name(p), "ofport": p, "len": len(data), "queue": q}
-                        for p, data, q in result.outputs],
-            "upcalls": [{"reason": u.reason, "table_id": u.table_id, "cookie": u.cookie}
-                        for u in result.upcalls],
+            "megaflow": format_match(t.megaflow),
+            "outputs": [{"port": self.port_name(p), "ofport": p, "len": n, "queue": q}
+                        for p, n, q in t.outputs],
+            "upcalls": [{"reason": r, "table_id": tb, "cookie": c} for r, tb, c in t.upcalls],
         }

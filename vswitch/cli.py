@@ -83,6 +83,17 @@ def int_list(text: str | None) -> list[int] | None:
         raise CtlError(f"bad VLAN list {text!r} (expected e.g. 10,20,30)") from None
 
 
+def _set_format(ctx: click.Context, _param, value: str | None) -> None:
+    if value is not None:
+        ctx.obj["format"] = value
+
+
+# Read commands take --format after the command name too (`show --format json`).
+format_option = click.option("--format", type=click.Choice(["text", "json"]), default=None,
+                             expose_value=False, callback=_set_format,
+                             help="output format (default: the global --format)")
+
+
 @click.group()
 @click.option("--socket", "sock", help="vswitchd control socket")
 @click.option("--state-dir", default=lambda: os.environ.get("VSWITCH_STATE_DIR",
@@ -104,7 +115,8 @@ def main(ctx: click.Context, sock: str | None, state_dir: str, fmt: str) -> None
 @click.option("--may-exist", is_flag=True)
 @click.pass_context
 def add_br(ctx, bridge, fail_mode, threads, may_exist):
-    """Create a bridge (a learning switch until flows say otherwise)."""
+    """Create a bridge (standalone: a learning switch until flows say otherwise;
+    secure: no flows)."""
     call(ctx, "add-br", bridge=bridge, fail_mode=fail_mode, threads=threads,
          may_exist=may_exist)
 
@@ -119,12 +131,14 @@ def del_br(ctx, bridge, if_exists):
 
 
 @main.command("list-br")
+@format_option
 @click.pass_context
 def list_br(ctx):
     out(ctx, call(ctx, "list-br"), lambda r: r)
 
 
 @main.command("add-port")
+@format_option
 @click.argument("bridge")
 @click.argument("port")
 @click.option("--type", "ptype", type=click.Choice(["system", "tap", "internal", "patch",
@@ -158,6 +172,7 @@ def del_port(ctx, args, if_exists):
 
 
 @main.command("list-ports")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def list_ports(ctx, bridge):
@@ -191,6 +206,7 @@ def _show_text(bridges):
 
 
 @main.command()
+@format_option
 @click.pass_context
 def show(ctx):
     """Bridges, ports, their state."""
@@ -206,6 +222,7 @@ def set_fail_mode(ctx, bridge, mode):
 
 
 @main.command()
+@format_option
 @click.argument("kind", type=click.Choice(["bridge", "port"]))
 @click.argument("name")
 @click.argument("key", required=False)
@@ -254,6 +271,7 @@ def add_flow(ctx, bridge, flow):
 
 
 @main.command("add-flows")
+@format_option
 @click.argument("bridge")
 @click.argument("file", type=click.File("r"))
 @click.pass_context
@@ -282,6 +300,7 @@ def del_flows(ctx, bridge, flow, strict):
 
 
 @main.command("dump-flows")
+@format_option
 @click.argument("bridge")
 @click.argument("flow", required=False, default="")
 @click.option("--sort", "sort_key", help="ascending by priority|table|cookie|packet_count|...")
@@ -295,6 +314,7 @@ def dump_flows(ctx, bridge, flow, sort_key, rsort_key):
 
 
 @main.command("dump-aggregate")
+@format_option
 @click.argument("bridge")
 @click.argument("flow", required=False, default="")
 @click.pass_context
@@ -314,6 +334,7 @@ def _ports_text(rows):
 
 
 @main.command("dump-ports")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def dump_ports(ctx, bridge):
@@ -321,6 +342,7 @@ def dump_ports(ctx, bridge):
 
 
 @main.command("dump-tables")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def dump_tables(ctx, bridge):
@@ -331,6 +353,7 @@ def dump_tables(ctx, bridge):
 
 
 @main.command("dump-groups")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def dump_groups(ctx, bridge):
@@ -341,6 +364,7 @@ def dump_groups(ctx, bridge):
 
 
 @main.command("dump-meters")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def dump_meters(ctx, bridge):
@@ -351,6 +375,7 @@ def dump_meters(ctx, bridge):
 
 
 @main.command("fdb-show")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def fdb_show(ctx, bridge):
@@ -371,6 +396,7 @@ def _trace_text(r):
 
 
 @main.command()
+@format_option
 @click.argument("bridge")
 @click.argument("packet")
 @click.pass_context
@@ -380,6 +406,7 @@ def trace(ctx, bridge, packet):
 
 
 @main.command("dpif-stats")
+@format_option
 @click.argument("bridge")
 @click.pass_context
 def dpif_stats(ctx, bridge):

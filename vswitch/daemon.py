@@ -7,18 +7,21 @@ per line, on a Unix socket only root can open.  Every method validates its
 input; a refused request leaves the configuration as it was (the store
 change and the bridge change happen in one transaction: if the bridge
 refuses, the store is rolled back).  Flows are not persisted, as in Open
-vSwitch: a bridge starts with `priority=0 actions=NORMAL`.
+vSwitch: a standalone bridge starts with `priority=0 actions=NORMAL`,
+a secure one with no flows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from vswitch import ofp
@@ -31,6 +34,7 @@ from vswitch.packet import build_frame
 log = logging.getLogger("vswitchd")
 
 SOCKET_NAME = "vswitchd.sock"
+LOCK_NAME = "vswitchd.lock"
 EXPIRE_INTERVAL_S = 1.0
 MAX_REQUEST = 16 << 20          # add-flows can carry many flows
 
@@ -92,7 +96,7 @@ class Daemon:
             if not peer_name:
                 raise BridgeError(f"patch port {port.name} needs options peer=PORT")
             for other in self.bridges.values():
-                if peer_name in other.ports:
+                if peer_name in other.ports and other.ports[peer_name].type == "patch":
                     peer = (other, other.ports[peer_name])
         self.bridges[bridge].add_port(port, peer)
 
@@ -134,17 +138,20 @@ class Daemon:
         return None
 
     def del_br(self, bridge: str, if_exists: bool = False):
-        if bridge not in self.bridges and if_exists:
+        br = self.bridges.get(bridge)
+        if br is None:                  # absent, or configured but failed to start
+            self.store.del_bridge(bridge, if_exists=if_exists)
             return None
-        br = self.bridge(bridge)
         with self.store.transaction():
             self.store.del_bridge(bridge)
             self.bridges.pop(bridge)
         br.close()
+        self._unhook_peers(set(br.ports))
         return None
 
     def list_br(self):
-        return sorted(self.bridges)
+        """Configured bridges, also one that failed to start (see `show`)."""
+        return sorted(b.name for b in self.store.list_bridges())
 
     def add_port(self, bridge: str, port: str, type: str = "system", tag: int | None = None,
                  trunks: list | None = None, options: dict | None = None,
@@ -173,10 +180,18 @@ class Daemon:
             self.store.del_port(port)
             if br_name in self.bridges and port in self.bridges[br_name].ports:
                 self.bridges[br_name].del_port(port)
+        self._unhook_peers({port})
         return None
 
+    def _unhook_peers(self, gone: set[str]) -> None:
+        """Patch ports whose peer was removed wait for it again (detached
+        from the datapath), so that a new peer of that name hooks them up."""
+        for br in self.bridges.values():
+            for p in list(br.ports.values()):
+                if p.type == "patch" and p.attached and p.options.get("peer") in gone:
+                    br.detach_port(p.name)
+
     def list_ports(self, bridge: str):
-        self.bridge(bridge)
         return [p.name for p in self.store.list_ports(bridge)]
 
     def show(self):
@@ -266,6 +281,8 @@ class Daemon:
         return None
 
     def add_flows(self, bridge: str, flows: list):
+        if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+            raise RequestError("add-flows: flows must be a list of strings")
         return self.bridge(bridge).add_flows([f for f in flows if f.strip()
                                               and not f.lstrip().startswith("#")])
 
@@ -280,6 +297,8 @@ class Daemon:
     def dump_flows(self, bridge: str, flow: str = "", sort: str | None = None):
         br = self.bridge(bridge)
         entries = br.dump_flows(flow)
+        if sort is not None and not isinstance(sort, str):
+            raise RequestError("dump-flows: sort must be a string")
         if sort:
             desc = sort.startswith("-")
             key = sort.lstrip("-+")
@@ -352,7 +371,7 @@ def answer(daemon: Daemon, line: bytes) -> bytes:
     """One request line in, one reply line out; never raises."""
     try:
         req = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):      # UnicodeDecodeError is a ValueError
         return _reply(None, error="parse error: not JSON", code=-32700)
     if not isinstance(req, dict) or not isinstance(req.get("method"), str):
         return _reply(None, error="invalid request: need an object with a method", code=-32600)
@@ -393,6 +412,8 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
     old_umask = os.umask(0o077)                # root-only socket
     try:
         server = await asyncio.start_unix_server(client, sock_path, limit=MAX_REQUEST)
+    except OSError as e:
+        raise SystemExit(f"vswitchd: cannot listen on {sock_path}: {e.strerror or e}") from None
     finally:
         os.umask(old_umask)
     os.chmod(sock_path, 0o600)
@@ -413,6 +434,30 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
         server.close()
         if os.path.exists(sock_path):
             os.unlink(sock_path)
+
+
+def _exit_on_signal(signum: int, main_pid: int) -> None:
+    if os.getpid() != main_pid:
+        # A child forked without exec (pyroute2's NetNS helper) inherits this
+        # handler: it must die as before, not run the daemon's cleanup.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise SystemExit(0)
+
+
+def _lock_state_dir(state_dir: str) -> int:
+    """Hold STATE_DIR/vswitchd.lock while running: two daemons on one
+    configuration would both try to run its bridges."""
+    Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(os.path.join(state_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(f"another vswitchd is running on {state_dir}") from None
+    return fd
 
 
 def _socket_alive(path: str) -> bool:
@@ -436,16 +481,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", action="store_true",
                     help="also create bridge vsdemo0 with two namespaced hosts (removed on stop)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
+    level = getattr(logging, args.log_level.upper())
+    # debug is for vswitchd's own loggers: libraries (pyroute2 dumps every
+    # netlink message) stay at info.
+    logging.basicConfig(level=max(level, logging.INFO),
                         format="%(asctime)s vswitchd %(levelname)s %(message)s")
+    log.setLevel(level)
     if os.geteuid() != 0:
-        print("vswitchd: must run as root (it creates network devices)")
+        print("vswitchd: must run as root (it creates network devices)", file=sys.stderr)
+        return 1
+    sock_path = args.socket or default_socket(args.state_dir)
+    # Refuse before touching anything: a second daemon would fight the first
+    # over its devices (and --demo would tear down the first one's demo).
+    if _socket_alive(sock_path):
+        print(f"vswitchd: another daemon is serving {sock_path}", file=sys.stderr)
         return 1
     try:
+        lock_fd = _lock_state_dir(args.state_dir)
         daemon = Daemon(args.state_dir)
-    except ConfigError as e:
-        print(f"vswitchd: {e}")
+    except (ConfigError, OSError) as e:
+        print(f"vswitchd: {e}", file=sys.stderr)
         return 1
+    # SIGTERM while starting (or while the demo sets up) still cleans up.
+    main_pid = os.getpid()
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _exit_on_signal(signum, main_pid))
     demo = None
     try:
         daemon.restore()
@@ -459,14 +518,16 @@ def main(argv: list[str] | None = None) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(daemon, args.socket or default_socket(args.state_dir), stop)
+            await serve(daemon, sock_path, stop)
 
         asyncio.run(run())
         log.info("stopping")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)      # stopping already
         if demo is not None:
             demo.stop()
         daemon.close()
+        os.close(lock_fd)
     return 0
 
 

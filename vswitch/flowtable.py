@@ -419,13 +419,24 @@ class TraceStep:
     match: Match | None = None
 
 
-def trace(pipeline: Pipeline, frame: bytes, in_port: int) -> tuple[list[TraceStep], Match]:
-    """The rule each table's lookup finds for frame, and the megaflow: the
-    header bits the decision depends on."""
+@dataclass
+class Trace:
+    steps: list[TraceStep]
+    megaflow: Match
+    outputs: list[tuple[int, int, int]]        # (port, len, queue)
+    upcalls: list[tuple[int, int, int]]        # (reason, table_id, cookie)
+
+
+def trace(pipeline: Pipeline, frame: bytes, in_port: int) -> Trace:
+    """The rule each table's lookup finds for frame, the megaflow (the
+    header bits the decision depends on) and where the frame would go.  A
+    dry run: no counter moves, meters pass everything."""
     steps = ffi.new("struct vs_trace_step[]", lib.VS_N_TABLES)
     wc = ffi.new("struct vs_key *")
+    outs = ffi.new("struct vs_trace_output[]", 256)
+    n_outs = ffi.new("uint32_t *")
     n = lib.vs_pipeline_trace(pipeline.handle, frame, len(frame), in_port, steps,
-                              lib.VS_N_TABLES, wc)
+                              lib.VS_N_TABLES, wc, outs, 256, n_outs)
     if n < 0:
         raise MemoryError("vs_pipeline_trace")
     out = []
@@ -439,7 +450,10 @@ def trace(pipeline: Pipeline, frame: bytes, in_port: int) -> tuple[list[TraceSte
     kb, wb = ffi.buffer(key), bytes(ffi.buffer(wc))
     kb[:] = bytes(a & b for a, b in zip(bytes(kb), wb))
     megaflow = key_to_match(key, _only_fields(wc))
-    return out, megaflow
+    results = outs[0:n_outs[0]]
+    return Trace(out, megaflow,
+                 [(o.port, o.len, o.queue) for o in results if not o.is_upcall],
+                 [(o.reason, o.table_id, o.cookie) for o in results if o.is_upcall])
 
 
 def _only_fields(mask):

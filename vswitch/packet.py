@@ -23,6 +23,16 @@ def _csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
+def _crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the SCTP checksum."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
 def _get(m: Match, name: str, default: int = 0) -> int:
     v = m.get(name)
     return v[0] if v else default
@@ -82,11 +92,24 @@ def _l4(m: Match, proto: int, pseudo_addrs: bytes, _len) -> bytes:
         body = struct.pack("!HHHH", _get(m, "udp_src", 40000), _get(m, "udp_dst", 53),
                            8 + len(payload), 0)
         csum_at = 6
+    elif proto == 132:
+        seg = bytearray(struct.pack("!HHII", _get(m, "sctp_src", 40000),
+                                    _get(m, "sctp_dst", 80), 1, 0) + payload)
+        seg[8:12] = struct.pack("<I", _crc32c(bytes(seg)))
+        return bytes(seg)
     elif proto in (1, 58):
         t = _get(m, "icmpv4_type" if proto == 1 else "icmpv6_type", 8 if proto == 1 else 128)
         c = _get(m, "icmpv4_code" if proto == 1 else "icmpv6_code")
         body = struct.pack("!BBHHH", t, c, 0, 1, 1)
         csum_at = 2
+        if proto == 58 and t in (135, 136) and c == 0:      # neighbor solicit/advert
+            body = struct.pack("!BBHI", t, c, 0, 0x60000000 if t == 136 else 0) + \
+                _get(m, "ipv6_nd_target").to_bytes(16, "big")
+            ll = "ipv6_nd_sll" if t == 135 else "ipv6_nd_tll"
+            if m.get(ll):
+                body += struct.pack("!BB", 1 if t == 135 else 2, 1) + \
+                    _get(m, ll).to_bytes(6, "big")
+            payload = b""
     else:
         return payload
     seg = bytearray(body + payload)

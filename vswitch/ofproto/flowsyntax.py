@@ -522,9 +522,10 @@ def parse_flow(text: str, command: str = "add") -> FlowSpec:
         raise FlowSyntaxError(f"unknown command {command!r} (add, mod or del)")
     found = _ACTIONS_RE.search(text)
     match_text = text[:found.start(1)] if found else text
-    if found is None and cmd == "add":
+    if found is None and cmd in ("add", "mod"):
         raise FlowSyntaxError("must specify actions=... (last)")
-    spec = FlowSpec(table_id=ofp.OFPTT_ALL if cmd == "del" else 0)
+    # Without table=, mod and del apply to every table (as ovs-ofctl does).
+    spec = FlowSpec(table_id=0 if cmd == "add" else ofp.OFPTT_ALL)
     fields: dict = {}
     deferred = []
     for key, value in _tokens(match_text):
