@@ -43,7 +43,7 @@ from nettopo import (  # noqa: E402
     udp_sender,
     udp_socket,
 )
-from pyroute2 import IPRoute, netns  # noqa: E402
+from pyroute2 import IPRoute, NetNS, netns  # noqa: E402
 
 from vswitch import cli  # noqa: E402
 from vswitch.config import ConfigStore  # noqa: E402
@@ -596,6 +596,50 @@ def test_trace(env):
     assert "(+1 to controller)" in env.out("trace", br, "in_port=1,arp")
     env.fails("trace", br, "in_port=1,tcp,tp_dst=99999", match="too wide")
     env.fails("trace", br + "x", "in_port=1", match="no bridge")
+
+
+def test_groups_and_meters_through_the_cli(env):
+    br = env.add_br()
+    h1, h2 = env.hosts(2)
+    env.add_ports(br, [h1, h2])
+    env.ctl("add-group", br, "group_id=1,type=all,bucket=output:2")
+    env.ctl("add-meter", br, "meter=3,pktps,band=type=drop,rate=1000")
+    env.ctl("add-flow", br, "priority=20,in_port=1,ip,actions=meter:3,group:1")
+    groups = env.json("dump-groups", br)
+    assert [(g["group_id"], g["ref_count"]) for g in groups] == [(1, 1)]
+    assert groups[0]["text"] == "group_id=1,type=all,bucket=actions=output:2"
+    assert "meter=3 pktps bands=type=drop rate=1000" in env.out("dump-meters", br)
+    assert ping(h1, h2.ip)                     # ARP by NORMAL, IP by the group
+    assert env.json("dump-groups", br)[0]["packet_count"] > 0
+    assert env.json("dump-meters", br)[0]["packet_in_count"] > 0
+    env.ctl("mod-group", br, "group_id=1,type=all,bucket=actions=drop")
+    assert not ping(h1, h2.ip, count=1)
+    env.fails("add-group", br, "group_id=1,type=all,bucket=output:2", match="exists")
+    env.fails("add-group", br, "group_id=2,type=frob", match="group type")
+    env.fails("add-meter", br, "meter=4,band=type=drop", match="rate")
+    env.ctl("del-groups", br, "group_id=1")        # removes the flow using it too
+    assert "group:1" not in env.out("dump-flows", br)
+    env.ctl("del-meters", br)
+    assert env.json("dump-meters", br) == []
+
+
+def test_link_state_follows_the_kernel(env):
+    br = env.add_br()
+    [h1] = env.hosts(1)
+    env.add_ports(br, [h1])
+
+    def link() -> str:
+        [p] = [p for p in env.json("show")[0]["ports"] if p["name"] == h1.port]
+        return p["state"]["link"]
+
+    assert wait_for(lambda: link() == "up")
+    with NetNS(h1.ns) as n:
+        (idx,) = n.link_lookup(ifname="eth0")
+        n.link("set", index=idx, state="down")     # the veth peer loses carrier
+    assert wait_for(lambda: link() == "down")
+    with NetNS(h1.ns) as n:
+        n.link("set", index=idx, state="up")
+    assert wait_for(lambda: link() == "up")
 
 
 def test_trace_leaves_counters_alone(env):

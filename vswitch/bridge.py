@@ -17,6 +17,12 @@ from vswitch.datapath import Datapath, DatapathError, make_standalone
 from vswitch.flowtable import Pipeline, TableStats, trace
 from vswitch.ofp import FlowEntry, OFError
 from vswitch.ofproto.flowsyntax import FlowSpec, format_flow, format_match, parse_flow
+from vswitch.ofproto.groupsyntax import (
+    format_group,
+    format_meter,
+    parse_group,
+    parse_meter,
+)
 
 PORT_TYPES = ("system", "tap", "internal", "patch", "afxdp")
 RESERVED_PORTS = {ofp.OFPP_NORMAL: "NORMAL", ofp.OFPP_FLOOD: "FLOOD", ofp.OFPP_ALL: "ALL",
@@ -67,6 +73,8 @@ class Bridge:
             self.pipeline.close()
             raise BridgeError(f"cannot create bridge {name}: {e}") from e
         self.ports: dict[str, PortState] = {}
+        self.groups: dict[int, object] = {}     # group id -> GroupSpec, for dump-groups
+        self.meters: dict[int, object] = {}     # meter id -> MeterSpec
         self.created = time.monotonic()
         self.reset_flows()
 
@@ -286,6 +294,52 @@ class Bridge:
 
     def expire(self) -> int:
         return self.pipeline.expire()
+
+    # --- groups and meters (ovs-ofctl syntax) ------------------------------------
+
+    def group_mod(self, text: str, command: int) -> None:
+        spec = parse_group(text, need_buckets=command != ofp.OFPGC_DELETE)
+        self.pipeline.group_mod(command, spec.type, spec.group_id, spec.buckets)
+        if command == ofp.OFPGC_DELETE:
+            if spec.group_id == 0xFFFFFFFC:
+                self.groups.clear()
+            else:
+                self.groups.pop(spec.group_id, None)
+        else:
+            self.groups[spec.group_id] = spec
+
+    def dump_groups(self) -> list[dict]:
+        out = []
+        for g in self.pipeline.group_stats():
+            spec = self.groups.get(g["group_id"])
+            out.append({**g, "text": format_group(spec) if spec else f"group_id={g['group_id']}"})
+        return out
+
+    def meter_mod(self, text: str, command: int) -> None:
+        spec = parse_meter(text, need_bands=command != ofp.OFPMC_DELETE)
+        self.pipeline.meter_mod(command, spec.meter_id, spec.flags, spec.bands)
+        if command == ofp.OFPMC_DELETE:
+            if spec.meter_id == 0xFFFFFFFF:
+                self.meters.clear()
+            else:
+                self.meters.pop(spec.meter_id, None)
+        else:
+            self.meters[spec.meter_id] = spec
+
+    def dump_meters(self) -> list[dict]:
+        out = []
+        for m in self.pipeline.meter_stats():
+            spec = self.meters.get(m["meter_id"])
+            out.append({**m, "text": format_meter(spec) if spec else f"meter={m['meter_id']}"})
+        return out
+
+    def link_changed(self, ifindex: int, up: bool) -> bool:
+        """A kernel carrier change; True if it was one of our ports."""
+        for info in self.dp.ports():
+            if info.ifindex == ifindex and info.link_up != up:
+                self.dp.set_port_link(info.port_no, up)
+                return True
+        return False
 
     # --- trace ---------------------------------------------------------------
 

@@ -352,15 +352,35 @@ def dump_tables(ctx, bridge):
                    f"subtables={t['subtables']}" for t in r])
 
 
+def _mod_command(kind: str, command: str, doc: str):
+    """add-group/mod-group/del-groups and the meter equivalents."""
+    def cmd(ctx, bridge, spec):
+        call(ctx, f"{kind}-mod", bridge=bridge, command=command, **{kind: spec or ""})
+    cmd.__doc__ = doc
+    name = {"add": f"add-{kind}", "mod": f"mod-{kind}", "del": f"del-{kind}s"}[command]
+    required = command != "del"
+    main.command(name)(click.pass_context(
+        click.argument("bridge")(
+            click.argument("spec", required=required, default="")(cmd))))
+
+
+_mod_command("group", "add", "add-group BRIDGE 'group_id=1,type=all,bucket=output:1,...'")
+_mod_command("group", "mod", "mod-group BRIDGE 'group_id=1,type=select,bucket=weight:3,...'")
+_mod_command("group", "del", "del-groups BRIDGE [group_id=N] (all groups without one)")
+_mod_command("meter", "add", "add-meter BRIDGE 'meter=1,kbps,band=type=drop,rate=1000'")
+_mod_command("meter", "mod", "mod-meter BRIDGE 'meter=1,pktps,band=type=drop,rate=100'")
+_mod_command("meter", "del", "del-meters BRIDGE [meter=N] (all meters without one)")
+
+
 @main.command("dump-groups")
 @format_option
 @click.argument("bridge")
 @click.pass_context
 def dump_groups(ctx, bridge):
+    """Groups as ovs-ofctl dump-groups prints them, with their counters."""
     out(ctx, call(ctx, "dump-groups", bridge=bridge),
-        lambda r: [f" group_id={g['group_id']},type={g['type']},ref_count={g['ref_count']},"
-                   f"packet_count={g['packet_count']},byte_count={g['byte_count']}"
-                   for g in r])
+        lambda r: [f" {g['text']} (ref_count={g['ref_count']},packet_count={g['packet_count']},"
+                   f"byte_count={g['byte_count']})" for g in r])
 
 
 @main.command("dump-meters")
@@ -368,10 +388,10 @@ def dump_groups(ctx, bridge):
 @click.argument("bridge")
 @click.pass_context
 def dump_meters(ctx, bridge):
+    """Meters with their bands and counters."""
     out(ctx, call(ctx, "dump-meters", bridge=bridge),
-        lambda r: [f" meter={m['meter_id']} flow_count={m['flow_count']} "
-                   f"packet_in_count={m['packet_in_count']} byte_in_count={m['byte_in_count']}"
-                   for m in r])
+        lambda r: [f" {m['text']} (flow_count={m['flow_count']},packet_in_count="
+                   f"{m['packet_in_count']},byte_in_count={m['byte_in_count']})" for m in r])
 
 
 @main.command("fdb-show")

@@ -27,6 +27,7 @@ from pathlib import Path
 from vswitch import ofp
 from vswitch.bridge import Bridge, BridgeError, PortState
 from vswitch.config import DEFAULT_STATE_DIR, ConfigError, ConfigStore
+from vswitch.linkmon import LinkMonitor
 from vswitch.ofp import OFError
 from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
 from vswitch.packet import build_frame
@@ -321,11 +322,30 @@ class Daemon:
     def dump_tables(self, bridge: str):
         return self.bridge(bridge).table_stats()
 
+    def group_mod(self, bridge: str, group: str, command: str = "add"):
+        cmds = {"add": ofp.OFPGC_ADD, "mod": ofp.OFPGC_MODIFY, "del": ofp.OFPGC_DELETE}
+        if command not in cmds:
+            raise RequestError(f"group command must be add, mod or del, not {command!r}")
+        self.bridge(bridge).group_mod(group, cmds[command])
+        return None
+
+    def meter_mod(self, bridge: str, meter: str, command: str = "add"):
+        cmds = {"add": ofp.OFPMC_ADD, "mod": ofp.OFPMC_MODIFY, "del": ofp.OFPMC_DELETE}
+        if command not in cmds:
+            raise RequestError(f"meter command must be add, mod or del, not {command!r}")
+        self.bridge(bridge).meter_mod(meter, cmds[command])
+        return None
+
+    def link_changed(self, ifindex: int, name: str, up: bool) -> None:
+        for br in self.bridges.values():
+            if br.link_changed(ifindex, up):
+                log.info("port %s: link %s", name, "up" if up else "down")
+
     def dump_groups(self, bridge: str):
-        return self.bridge(bridge).pipeline.group_stats()
+        return self.bridge(bridge).dump_groups()
 
     def dump_meters(self, bridge: str):
-        return self.bridge(bridge).pipeline.meter_stats()
+        return self.bridge(bridge).dump_meters()
 
     def fdb_show(self, bridge: str):
         br = self.bridge(bridge)
@@ -351,6 +371,7 @@ METHODS = {
     "dump-flows": Daemon.dump_flows, "dump-aggregate": Daemon.dump_aggregate,
     "dump-ports": Daemon.dump_ports, "dump-tables": Daemon.dump_tables,
     "dump-groups": Daemon.dump_groups, "dump-meters": Daemon.dump_meters,
+    "group-mod": Daemon.group_mod, "meter-mod": Daemon.meter_mod,
     "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
 }
 
@@ -518,7 +539,13 @@ def main(argv: list[str] | None = None) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await serve(daemon, sock_path, stop)
+            links = LinkMonitor(daemon.link_changed)
+            loop.add_reader(links.fileno(), links.poll)
+            try:
+                await serve(daemon, sock_path, stop)
+            finally:
+                loop.remove_reader(links.fileno())
+                links.close()
 
         asyncio.run(run())
         log.info("stopping")
