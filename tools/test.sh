@@ -27,6 +27,7 @@ fi
 if [[ -x tools/fuzz/run.sh ]]; then
     echo "== fuzz smoke"
     tools/fuzz/build.sh
+    tools/fuzz/out/fuzz_pipeline tools/fuzz/crashes/fuzz_pipeline-*   # past findings
     tools/fuzz/run.sh fuzz_parse 60
     tools/fuzz/run.sh fuzz_pipeline 60
 fi

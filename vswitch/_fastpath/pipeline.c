@@ -176,25 +176,27 @@ int vs_match_validate(const struct vs_key *match, const struct vs_key *mask,
             if (v[i] & ~m[i])
                 return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_WILDCARDS,
                             "%s: value has bits outside the mask", fi->name);
-        /* The names this slot goes by in this request. */
-        bool ok = false, any_named = false;
+        /* The names this slot goes by in this request: each named one must
+         * take the mask and have its prerequisites; when nothing is named,
+         * some name of the slot must. */
+        bool mask_ok = false, prereq = false;
         for (int g = f; g < VS_N_FIELDS; g++) {
-            if (vs_fields[g].offset != fi->offset)
+            if (vs_fields[g].offset != fi->offset || (fields && !(fields & (1ull << g))))
                 continue;
-            bool named = !fields || (fields & (1ull << g));
-            if (!named)
-                continue;
-            any_named = true;
             const struct vs_field_info *gi = &vs_fields[g];
-            if (!gi->maskable && !field_full(mask, g))
-                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s cannot be masked", gi->name);
+            bool m_ok = gi->maskable || field_full(mask, g);
             bool met = prereq_ok(match, mask, g);
+            if (fields && !m_ok)
+                return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s cannot be masked", gi->name);
             if (fields && !met)
                 return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_PREREQ,
                             "%s: prerequisites not met", gi->name);
-            ok |= met;
+            mask_ok |= m_ok;
+            prereq |= met && m_ok;
         }
-        if (any_named && !ok)
+        if (!mask_ok)
+            return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_MASK, "%s cannot be masked", fi->name);
+        if (!prereq)
             return fail(err, VS_OFPET_BAD_MATCH, BMC_BAD_PREREQ,
                         "%s: prerequisites not met", fi->name);
     }
