@@ -150,6 +150,20 @@ def test_learning_switch_three_hosts(env):
     assert all(p.link_up for p in dp.ports())
 
 
+def test_learned_addresses_age_out(env):
+    dp, _ = env.datapath(mac_aging_s=1)
+    h1, h2 = _hosts(env, 2, dp)
+    assert ping(h1, h2.ip) == 3
+    assert {e.mac for e in dp.fdb()} >= {h1.mac, h2.mac}
+    # Nothing is sent for longer than the aging time: both entries go, and
+    # the next frame to an unknown address is flooded again.
+    assert _wait(lambda: dp.fdb() == [], timeout=4.0)
+    floods = dp.stats()["normal_floods"]
+    assert ping(h1, h2.ip) == 3
+    assert dp.stats()["normal_floods"] > floods
+    assert {e.mac for e in dp.fdb()} >= {h1.mac, h2.mac}
+
+
 def test_explicit_flows(env):
     dp, p = env.datapath(standalone=False)
     h1, h2 = _hosts(env, 2, dp)
