@@ -179,22 +179,6 @@ static void log_init(void)
 
 /* ---- checksums a local sender left to offload -------------------------------- */
 
-static uint32_t sum16(uint32_t sum, const uint8_t *p, uint32_t n)
-{
-    for (; n >= 2; p += 2, n -= 2)
-        sum += dp_be16(p);
-    if (n)
-        sum += (uint32_t)p[0] << 8;
-    return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-    return (uint16_t)sum;
-}
-
 /* A local sender that left its TCP/UDP checksum to offload
  * (CHECKSUM_PARTIAL: a veth peer, a TAP) hands XDP a frame whose checksum
  * field holds only the pseudo-header sum, and XDP carries no flag saying so
@@ -206,68 +190,24 @@ static uint16_t fold(uint32_t sum)
  * sum only for such frames.  Every read is bounds-checked against len. */
 static void csum_fixup(uint8_t *f, uint32_t len)
 {
-    if (len < 14)
+    struct dp_l4_csum c;
+    if (dp_l4_csum_locate(f, len, &c) < 0)
         return;
-    uint32_t off = 12;
-    uint16_t et = dp_be16(f + off);
-    for (int tags = 0; (et == 0x8100 || et == 0x88a8) && tags < 2; tags++) {
-        off += 4;
-        if (off + 2 > len)
-            return;
-        et = dp_be16(f + off);
-    }
-    off += 2;
-    uint32_t ph = 0, l4, l4len;
-    uint8_t proto;
-    if (et == 0x0800) {
-        if (off + 20 > len)
-            return;
-        uint32_t ihl = (f[off] & 0xfu) * 4;
-        uint32_t tot = dp_be16(f + off + 2);
-        if ((f[off] >> 4) != 4 || ihl < 20 || tot < ihl || tot > len - off)
-            return;
-        if (dp_be16(f + off + 6) & 0x3fff)
-            return;                    /* a fragment */
-        proto = f[off + 9];
-        l4 = off + ihl;
-        l4len = tot - ihl;
-        ph = sum16(ph, f + off + 12, 8);
-    } else if (et == 0x86dd) {
-        if (off + 40 > len)
-            return;
-        uint32_t plen = dp_be16(f + off + 4);
-        if (plen > len - off - 40)
-            return;
-        proto = f[off + 6];            /* extension headers: left alone */
-        l4 = off + 40;
-        l4len = plen;
-        ph = sum16(ph, f + off + 8, 32);
-    } else {
-        return;
-    }
-    uint32_t csum_off;
-    if (proto == 6 && l4len >= 20)
-        csum_off = l4 + 16;
-    else if (proto == 17 && l4len >= 8)
-        csum_off = l4 + 6;
-    else
-        return;
-    ph += proto + l4len;               /* l4len < 65536 + 40: no overflow */
-    uint16_t field = dp_be16(f + csum_off);
-    uint16_t partial = fold(ph);
-    if (field == 0 && proto == 17)
+    uint16_t field = dp_be16(f + c.csum_off);
+    uint16_t partial = dp_fold(c.pseudo);
+    if (field == 0 && c.proto == 17)
         return;                        /* UDP without a checksum */
     if (field != partial && !((field == 0 || field == 0xffff) &&
                               (partial == 0 || partial == 0xffff)))
         return;
-    uint32_t seg = sum16(0, f + l4, l4len);    /* includes the field */
-    if (fold(ph + seg) == 0xffff)
+    uint32_t seg = dp_sum16(0, f + c.l4, c.l4len);    /* includes the field */
+    if (dp_fold(c.pseudo + seg) == 0xffff)
         return;                        /* already valid */
-    uint32_t rest = seg + (0xffffu - field);   /* one's complement: minus field */
-    uint16_t c = (uint16_t)~fold(ph + rest);
-    if (proto == 17 && c == 0)
-        c = 0xffff;
-    dp_put16(f + csum_off, c);
+    uint32_t rest = seg + (0xffffu - field);          /* one's complement: minus field */
+    uint16_t sum = (uint16_t)~dp_fold(c.pseudo + rest);
+    if (c.proto == 17 && sum == 0)
+        sum = 0xffff;
+    dp_put16(f + c.csum_off, sum);
 }
 
 /* ---- transmit (tx_lock held) ------------------------------------------------ */

@@ -86,6 +86,17 @@ int dp_netdev_set_mtu(const char *name, uint32_t mtu);
 int dp_netdev_flags(const char *name, uint32_t *flags);
 int dp_netdev_set_up(const char *name);
 int dp_netdev_link(const char *name, uint32_t *up);   /* admin up and carrier */
+/* One's complement sums (RFC 1071): add big-endian 16-bit words; fold. */
+uint32_t dp_sum16(uint32_t sum, const uint8_t *p, uint32_t n);
+uint16_t dp_fold(uint32_t sum);
+/* Where an unfragmented IPv4/IPv6 TCP or UDP frame keeps its checksum, and
+ * its pseudo-header sum; -1 if the frame is anything else or its lengths
+ * do not fit in len. */
+struct dp_l4_csum {
+    uint32_t l4, l4len, csum_off, pseudo;
+    uint8_t proto;
+};
+int dp_l4_csum_locate(const uint8_t *frame, uint32_t len, struct dp_l4_csum *c);
 /* Complete a TCP/UDP checksum left to offload (CHECKSUM_PARTIAL). */
 void dp_csum_complete(uint8_t *frame, uint32_t len);
 

@@ -123,7 +123,7 @@ int dp_netdev_link(const char *name, uint32_t *up)
 
 /* ---- checksums ------------------------------------------------------------- */
 
-static uint32_t sum16(uint32_t sum, const uint8_t *p, uint32_t n)
+uint32_t dp_sum16(uint32_t sum, const uint8_t *p, uint32_t n)
 {
     for (; n >= 2; p += 2, n -= 2)
         sum += dp_be16(p);
@@ -132,11 +132,61 @@ static uint32_t sum16(uint32_t sum, const uint8_t *p, uint32_t n)
     return sum;
 }
 
-static uint16_t fold(uint32_t sum)
+uint16_t dp_fold(uint32_t sum)
 {
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
     return (uint16_t)sum;
+}
+
+int dp_l4_csum_locate(const uint8_t *f, uint32_t len, struct dp_l4_csum *c)
+{
+    if (len < 14)
+        return -1;
+    uint32_t off = 12;
+    uint16_t et = dp_be16(f + off);
+    for (int tags = 0; (et == 0x8100 || et == 0x88a8) && tags < 2; tags++) {
+        off += 4;
+        if (off + 2 > len)
+            return -1;
+        et = dp_be16(f + off);
+    }
+    off += 2;
+    uint32_t ph = 0;
+    if (et == 0x0800) {
+        if (off + 20 > len)
+            return -1;
+        uint32_t ihl = (f[off] & 0xfu) * 4;
+        uint32_t tot = dp_be16(f + off + 2);
+        if ((f[off] >> 4) != 4 || ihl < 20 || tot < ihl || tot > len - off)
+            return -1;
+        if (dp_be16(f + off + 6) & 0x3fff)
+            return -1;                 /* a fragment: nothing to complete */
+        c->proto = f[off + 9];
+        c->l4 = off + ihl;
+        c->l4len = tot - ihl;
+        ph = dp_sum16(ph, f + off + 12, 8);
+    } else if (et == 0x86dd) {
+        if (off + 40 > len)
+            return -1;
+        uint32_t plen = dp_be16(f + off + 4);
+        if (plen > len - off - 40)
+            return -1;
+        c->proto = f[off + 6];         /* extension headers: left alone */
+        c->l4 = off + 40;
+        c->l4len = plen;
+        ph = dp_sum16(ph, f + off + 8, 32);
+    } else {
+        return -1;
+    }
+    if (c->proto == 6 && c->l4len >= 20)
+        c->csum_off = c->l4 + 16;
+    else if (c->proto == 17 && c->l4len >= 8)
+        c->csum_off = c->l4 + 6;
+    else
+        return -1;
+    c->pseudo = ph + c->proto + c->l4len;   /* l4len < 65536 + 40: no overflow */
+    return 0;
 }
 
 /* A sender that leaves the checksum to the NIC (CHECKSUM_PARTIAL) hands
@@ -144,57 +194,12 @@ static uint16_t fold(uint32_t sum)
  * sum.  Forwarded as is, the receiver would drop it; compute it fully. */
 void dp_csum_complete(uint8_t *f, uint32_t len)
 {
-    if (len < 14)
+    struct dp_l4_csum c;
+    if (dp_l4_csum_locate(f, len, &c) < 0)
         return;
-    uint32_t off = 12;
-    uint16_t et = dp_be16(f + off);
-    for (int tags = 0; (et == 0x8100 || et == 0x88a8) && tags < 2; tags++) {
-        off += 4;
-        if (off + 2 > len)
-            return;
-        et = dp_be16(f + off);
-    }
-    off += 2;
-    uint32_t sum = 0, l4, l4len;
-    uint8_t proto;
-    if (et == 0x0800) {
-        if (off + 20 > len)
-            return;
-        uint32_t ihl = (f[off] & 0xfu) * 4;
-        uint32_t tot = dp_be16(f + off + 2);
-        if ((f[off] >> 4) != 4 || ihl < 20 || tot < ihl || off + tot > len)
-            return;
-        if (dp_be16(f + off + 6) & 0x3fff)
-            return;                    /* a fragment: nothing to complete */
-        proto = f[off + 9];
-        l4 = off + ihl;
-        l4len = tot - ihl;
-        sum = sum16(sum, f + off + 12, 8);
-    } else if (et == 0x86dd) {
-        if (off + 40 > len)
-            return;
-        uint32_t plen = dp_be16(f + off + 4);
-        if (off + 40 + plen > len)
-            return;
-        proto = f[off + 6];            /* extension headers: left alone */
-        l4 = off + 40;
-        l4len = plen;
-        sum = sum16(sum, f + off + 8, 32);
-    } else {
-        return;
-    }
-    uint32_t csum_off;
-    if (proto == 6 && l4len >= 20)
-        csum_off = l4 + 16;
-    else if (proto == 17 && l4len >= 8)
-        csum_off = l4 + 6;
-    else
-        return;
-    sum += proto + (l4len & 0xffff) + (l4len >> 16);
-    f[csum_off] = f[csum_off + 1] = 0;
-    sum = sum16(sum, f + l4, l4len);
-    uint16_t c = (uint16_t)~fold(sum);
-    if (proto == 17 && c == 0)
-        c = 0xffff;
-    dp_put16(f + csum_off, c);
+    f[c.csum_off] = f[c.csum_off + 1] = 0;
+    uint16_t sum = (uint16_t)~dp_fold(dp_sum16(c.pseudo, f + c.l4, c.l4len));
+    if (c.proto == 17 && sum == 0)
+        sum = 0xffff;
+    dp_put16(f + c.csum_off, sum);
 }
