@@ -328,8 +328,10 @@ def test_each_batch_sees_one_pipeline_version_and_versions_only_grow():
             versions.append(v)
             time.sleep(0.0002)
 
-    run_readers(readers, read, write, duration=1.0)
-    assert versions[-1] >= 10          # the writer made progress (machine may be loaded)
+    run_readers(readers, read, write, duration=2.0)
+    # The writer made progress.  How much depends on how often three busy
+    # Python threads hand it the GIL, so only a few versions are required.
+    assert versions[-1] >= 2
     assert max(last_seen.values()) > 0
     final = versions[-1]
     for r in readers:
