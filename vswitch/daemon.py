@@ -562,4 +562,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["Daemon", "answer", "main", "ofp"]
+__all__ = ["Daemon", "answer", "main"]
