@@ -215,16 +215,7 @@ static uint32_t afp_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens
         a->carry_pos = i;              /* the rest waits for the next call */
         a->carry_n = (uint32_t)r;
     }
-    if (n) {
-        DP_ADD(&p->st.rx_packets, n);
-        DP_ADD(&p->st.rx_bytes, bytes);
-    }
-    if (oversize) {
-        DP_ADD(&p->st.rx_oversize, oversize);
-        DP_ADD(&p->st.rx_dropped, oversize);
-    }
-    if (errors)
-        DP_ADD(&p->st.rx_errors, errors);
+    dp_count_rx(p, n, bytes, oversize, errors);
     return n;
 }
 
@@ -283,12 +274,7 @@ static void afp_tx(struct dp_port *p, const uint8_t *const *frames, const uint32
             }
         }
     }
-    DP_ADD(&p->st.tx_packets, sent);
-    DP_ADD(&p->st.tx_bytes, bytes);
-    if (dropped)
-        DP_ADD(&p->st.tx_dropped, dropped);
-    if (errors)
-        DP_ADD(&p->st.tx_errors, errors);
+    dp_count_tx(p, sent, bytes, dropped, errors);
 }
 
 static void afp_error(struct dp_port *p)

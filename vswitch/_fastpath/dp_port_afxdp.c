@@ -307,10 +307,7 @@ static void afx_tx(struct dp_port *p, const uint8_t *const *frames, const uint32
     pthread_mutex_unlock(&x->tx_lock);
     /* tx_packets counts frames put on the tx ring; the kernel's refusals
      * show up in XDP_STATISTICS (tx_errors). */
-    DP_ADD(&p->st.tx_packets, sent);
-    DP_ADD(&p->st.tx_bytes, bytes);
-    if (dropped)
-        DP_ADD(&p->st.tx_dropped, dropped);
+    dp_count_tx(p, sent, bytes, dropped, 0);
 }
 
 /* ---- receive (the receiving poll thread) --------------------------------------- */
@@ -367,16 +364,7 @@ static uint32_t afx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens
     }
     /* The descriptors only: the frames stay ours until rx_done. */
     xsk_ring_cons__release(&x->rx, got);
-    if (n) {
-        DP_ADD(&p->st.rx_packets, n);
-        DP_ADD(&p->st.rx_bytes, bytes);
-    }
-    if (oversize) {
-        DP_ADD(&p->st.rx_oversize, oversize);
-        DP_ADD(&p->st.rx_dropped, oversize);
-    }
-    if (errors)
-        DP_ADD(&p->st.rx_errors, errors);
+    dp_count_rx(p, n, bytes, oversize, errors);
     return n;
 }
 

@@ -63,16 +63,7 @@ static uint32_t tap_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens
         bytes += (uint64_t)r;
         n++;
     }
-    if (n) {
-        DP_ADD(&p->st.rx_packets, n);
-        DP_ADD(&p->st.rx_bytes, bytes);
-    }
-    if (oversize) {
-        DP_ADD(&p->st.rx_oversize, oversize);
-        DP_ADD(&p->st.rx_dropped, oversize);
-    }
-    if (errors)
-        DP_ADD(&p->st.rx_errors, errors);
+    dp_count_rx(p, n, bytes, oversize, errors);
     return n;
 }
 
@@ -96,12 +87,7 @@ static void tap_tx(struct dp_port *p, const uint8_t *const *frames, const uint32
             errors++;
         }
     }
-    DP_ADD(&p->st.tx_packets, sent);
-    DP_ADD(&p->st.tx_bytes, bytes);
-    if (dropped)
-        DP_ADD(&p->st.tx_dropped, dropped);
-    if (errors)
-        DP_ADD(&p->st.tx_errors, errors);
+    dp_count_tx(p, sent, bytes, dropped, errors);
 }
 
 static void tap_error(struct dp_port *p)

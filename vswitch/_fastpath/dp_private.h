@@ -99,6 +99,12 @@ struct dp_l4_csum {
 int dp_l4_csum_locate(const uint8_t *frame, uint32_t len, struct dp_l4_csum *c);
 /* Complete a TCP/UDP checksum left to offload (CHECKSUM_PARTIAL). */
 void dp_csum_complete(uint8_t *frame, uint32_t len);
+/* A port's receive / transmit outcome of one call, added to its counters
+ * (oversize frames count as dropped too). */
+void dp_count_rx(struct dp_port *p, uint32_t n, uint64_t bytes, uint64_t oversize,
+                 uint64_t errors);
+void dp_count_tx(struct dp_port *p, uint64_t sent, uint64_t bytes, uint64_t dropped,
+                 uint64_t errors);
 
 /* ---- receive offloads: vnet headers, checksums, software GSO (dp_gso.c) ---- */
 #define DP_VNET_HDR_LEN   10u          /* struct virtio_net_hdr (PACKET_VNET_HDR) */

@@ -203,3 +203,29 @@ void dp_csum_complete(uint8_t *f, uint32_t len)
         sum = 0xffff;
     dp_put16(f + c.csum_off, sum);
 }
+
+void dp_count_rx(struct dp_port *p, uint32_t n, uint64_t bytes, uint64_t oversize,
+                 uint64_t errors)
+{
+    if (n) {
+        DP_ADD(&p->st.rx_packets, n);
+        DP_ADD(&p->st.rx_bytes, bytes);
+    }
+    if (oversize) {
+        DP_ADD(&p->st.rx_oversize, oversize);
+        DP_ADD(&p->st.rx_dropped, oversize);
+    }
+    if (errors)
+        DP_ADD(&p->st.rx_errors, errors);
+}
+
+void dp_count_tx(struct dp_port *p, uint64_t sent, uint64_t bytes, uint64_t dropped,
+                 uint64_t errors)
+{
+    DP_ADD(&p->st.tx_packets, sent);
+    DP_ADD(&p->st.tx_bytes, bytes);
+    if (dropped)
+        DP_ADD(&p->st.tx_dropped, dropped);
+    if (errors)
+        DP_ADD(&p->st.tx_errors, errors);
+}
