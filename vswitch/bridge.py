@@ -9,7 +9,6 @@ change if this raises.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from vswitch import ofp
@@ -75,7 +74,6 @@ class Bridge:
         self.ports: dict[str, PortState] = {}
         self.groups: dict[int, object] = {}     # group id -> GroupSpec, for dump-groups
         self.meters: dict[int, object] = {}     # meter id -> MeterSpec
-        self.created = time.monotonic()
         self.reset_flows()
 
     def close(self) -> None:
@@ -272,9 +270,6 @@ class Bridge:
                 spec.table_id, spec.match, spec.out_port, spec.out_group, spec.cookie,
                 spec.cookie_mask)
         return entries
-
-    def format_flows(self, entries: list[FlowEntry]) -> list[str]:
-        return [format_flow(e) for e in entries]
 
     def aggregate(self, text: str = "") -> dict:
         entries = self.dump_flows(text)
