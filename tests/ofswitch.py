@@ -77,6 +77,12 @@ class VswitchSwitch:
     def set_fail_mode(self, mode: str) -> None:
         self.env.ctl("set-fail-mode", self.bridge, mode)
 
+    def tune_channel(self, inactivity_probe_ms: int, max_backoff_ms: int) -> None:
+        """ECHO after this much silence; reconnect attempts at most this far apart."""
+        self.env.ctl("set", "bridge", self.bridge,
+                     f"options:inactivity_probe={inactivity_probe_ms}",
+                     f"options:max_backoff={max_backoff_ms}")
+
     def controllers(self) -> list[dict]:
         """The bridge's controllers as `vswitchctl --format json show` has them."""
         for br in _bridges(self.env.json("show")):
@@ -110,6 +116,11 @@ class OvsPeer(OvsSwitch):
 
     def set_fail_mode(self, mode: str) -> None:
         self.vsctl("set-fail-mode", self.bridge, mode)
+
+    def tune_channel(self, inactivity_probe_ms: int, max_backoff_ms: int) -> None:
+        for uuid in self.vsctl("--bare", "--columns=_uuid", "list", "Controller").split():
+            self.vsctl("set", "Controller", uuid, f"inactivity_probe={inactivity_probe_ms}",
+                       f"max_backoff={max_backoff_ms}")
 
     def controllers(self) -> list[dict]:
         out = self.vsctl("--format=json", "--columns=target,is_connected,role", "list",
