@@ -150,7 +150,8 @@ def test_open_creates_directory_wal_and_schema(store, db_path):
     assert store.schema_version == config.SCHEMA_VERSION == len(config.MIGRATIONS)
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(config.SCHEMA_VERSION,)]
+        version = db.execute("SELECT version FROM schema_version").fetchall()
+        assert version == [(config.SCHEMA_VERSION,)]
     assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     assert store.snapshot() == {"schema_version": config.SCHEMA_VERSION, "bridges": [], "ssl": None}
@@ -211,7 +212,7 @@ def test_newer_schema_refused(populated, db_path):
     with sqlite3.connect(db_path) as db:
         db.execute("UPDATE schema_version SET version = 7")
     with pytest.raises(ConfigError, match="schema version 7 is newer than this vswitch "
-                                          rf"supports \({config.SCHEMA_VERSION}\); upgrade vswitch"):
+                       rf"supports \({config.SCHEMA_VERSION}\); upgrade vswitch"):
         ConfigStore(db_path)
     with sqlite3.connect(db_path) as db:  # left alone
         assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 7
@@ -496,7 +497,8 @@ def test_concurrent_open_of_new_database(tmp_path):
         t.join()
     assert not errors and len(stores) == 4
     stores[0].add_bridge("br0")
-    assert all(s.get_bridge("br0").name == "br0" and s.schema_version == config.SCHEMA_VERSION for s in stores)
+    assert all(s.get_bridge("br0").name == "br0" and s.schema_version == config.SCHEMA_VERSION
+               for s in stores)
     for s in stores:
         s.close()
 
