@@ -59,6 +59,13 @@ ASYNC_DEFAULT = {"packet_in": (0b011, 0), "port_status": (0b111, 0b111),
 ASYNC_SERVICE = {"packet_in": (0, 0), "port_status": (0, 0), "flow_removed": (0, 0)}
 # Messages that change the switch, refused to a slave (OFPBRC_IS_SLAVE).
 MODIFY_MESSAGES = (m.PacketOut, m.FlowMod, m.GroupMod, m.PortMod, m.TableMod, m.MeterMod)
+# What set_field may write (the core's settable() in pipeline.c).
+SETTABLE_FIELDS = frozenset((
+    "eth_dst", "eth_src", "vlan_vid", "vlan_pcp", "ip_dscp", "ip_ecn", "ipv4_src", "ipv4_dst",
+    "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmpv4_type",
+    "icmpv4_code", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src",
+    "ipv6_dst", "ipv6_flabel", "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll",
+    "ipv6_nd_tll", "tunnel_id"))
 _SPEED_BITS = {10: 1 << 1, 100: 1 << 3, 1000: 1 << 5, 10000: 1 << 6, 40000: 1 << 7,
                100000: 1 << 8, 1000000: 1 << 9}
 
@@ -587,8 +594,7 @@ def table_features(table_id: int) -> m.TableFeatures:
     fields = [f for f in ofp.FIELDS.values() if f.name in wire.OXM_FIELDS]
     match = tuple(_oxm_id(f.name, f.maskable) for f in fields)
     wildcards = tuple(_oxm_id(f.name) for f in fields)
-    setfield = tuple(_oxm_id(f.name) for f in fields
-                     if f.name not in ("in_port", "in_phy_port", "metadata", "ipv6_exthdr"))
+    setfield = tuple(_oxm_id(f.name) for f in fields if f.name in SETTABLE_FIELDS)
     nxt = tuple(range(table_id + 1, ofp.OFPTT_ALL))
     P = m.TableFeatureProp
     props = (P(type=m.OFPTFPT_INSTRUCTIONS, ids=instructions),
