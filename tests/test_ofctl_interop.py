@@ -97,12 +97,24 @@ def write_flows(lines: list[str]) -> str:
 
 def error_of(r) -> tuple[str, str]:
     """(error name, the request ovs-ofctl decoded from the error's data) of a
-    failed ovs-ofctl run that got an OFPT_ERROR from the switch."""
+    failed ovs-ofctl run that got an OFPT_ERROR from the switch.  The spec
+    asks for at least the first 64 bytes of the request in the error's data:
+    a switch that sends just those gets a hex dump from ovs-ofctl (decoded()
+    tells), one that sends the whole request gets it decoded."""
     assert r.returncode != 0, r
     lines = r.stderr.splitlines()
     m = re.match(r"OFPT_ERROR \(OF1\.3\) \(xid=0x[0-9a-f]+\): (\w+)", lines[0])
     assert m, r.stderr
     return m.group(1), "\n".join(lines[1:])
+
+
+def decoded(request: str, text: str) -> bool:
+    """The error's data is the request: decoded by ovs-ofctl and containing
+    text, or cut at no less than the 64 bytes the spec asks for."""
+    m = re.search(r"truncated to (\d+) bytes from (\d+)", request)
+    if m:
+        return int(m.group(1)) >= 64
+    return text in request
 
 
 # --- flows -------------------------------------------------------------------------
@@ -229,18 +241,20 @@ def test_errors_carry_the_type_code_and_request_and_the_switch_keeps_serving(swi
     r = switch.ofctl("add-flow", switch.target, "priority=1,actions=group:77", check=False)
     name, request = error_of(r)
     assert name == "OFPBAC_BAD_OUT_GROUP"
-    assert request.startswith("OFPT_FLOW_MOD (OF1.3)") and "actions=group:77" in request
+    assert request.startswith("OFPT_FLOW_MOD (OF1.3)") and decoded(request, "actions=group:77")
     r = switch.ofctl("add-flow", switch.target, "priority=1,actions=meter:9,output:1",
                      check=False)
     name, request = error_of(r)
-    assert name == "OFPMMFC_INVALID_METER"
-    assert "actions=meter:9,output:1" in request
+    # a flow naming a missing meter: the spec's code comments fit neither code exactly;
+    # Open vSwitch answers INVALID_METER, vswitch UNKNOWN_METER
+    assert name in ("OFPMMFC_INVALID_METER", "OFPMMFC_UNKNOWN_METER")
+    assert decoded(request, "actions=meter:9,output:1")
     switch.ofctl("add-group", switch.target, "group_id=5,type=all,bucket=output:1")
     r = switch.ofctl("add-group", switch.target, "group_id=5,type=all,bucket=output:1",
                      check=False)
     name, request = error_of(r)
     assert name == "OFPGMFC_GROUP_EXISTS"
-    assert request.startswith("OFPT_GROUP_MOD (OF1.3)") and "group_id=5" in request
+    assert request.startswith("OFPT_GROUP_MOD (OF1.3)") and decoded(request, "group_id=5")
     r = switch.ofctl("add-meter", switch.target, "meter=1,kbps,band=type=drop,rate=10",
                      check=False)
     assert r.returncode == 0, r.stderr
