@@ -335,11 +335,18 @@ class OFSwitch:
         return None
 
     def _group_mod(self, st: ConnState, msg: m.GroupMod):
+        # the wire's command is 16 bits, the core's 8: unknown ones stop here
+        if msg.command not in (ofp.OFPGC_ADD, ofp.OFPGC_MODIFY, ofp.OFPGC_DELETE):
+            raise OFError(m.OFPET_GROUP_MOD_FAILED, m.OFPGMFC_BAD_COMMAND,
+                          f"group mod command {msg.command}")
         self.bridge.apply_group_mod(msg.command, GroupSpec(msg.group_id, msg.type,
                                                            list(msg.buckets)))
         return None
 
     def _meter_mod(self, st: ConnState, msg: m.MeterMod):
+        if msg.command not in (ofp.OFPMC_ADD, ofp.OFPMC_MODIFY, ofp.OFPMC_DELETE):
+            raise OFError(m.OFPET_METER_MOD_FAILED, m.OFPMMFC_BAD_COMMAND,
+                          f"meter mod command {msg.command}")
         self.bridge.apply_meter_mod(msg.command, MeterSpec(msg.meter_id, msg.flags,
                                                            list(msg.bands)))
         return None
