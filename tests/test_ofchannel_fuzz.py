@@ -7,7 +7,7 @@ OpenFlow 1.3 message.  Broken framing (a length below the header's 8 bytes)
 closes that connection only: a second connection keeps working.
 
 Reproduce a run with VS_FUZZ_SEED=N (the seed is in the failure message);
-VS_FUZZ_SECONDS sets the time budget of the long test (default 20 s).
+VS_FUZZ_SECONDS sets the time budget of the long test (default 12 s).
 Runs against vswitch and, where installed, Open vSwitch (same expectations).
 """
 
@@ -28,7 +28,7 @@ from test_daemon import _SKIP
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
 SEED = int(os.environ.get("VS_FUZZ_SEED", str(random.randrange(1 << 32))))
-BUDGET_S = float(os.environ.get("VS_FUZZ_SECONDS", "20"))
+BUDGET_S = float(os.environ.get("VS_FUZZ_SECONDS", "12"))
 BATCH = 40
 
 

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang-14 libfuzzer-14-dev libclang-rt-14-dev libxdp-dev libbpf-dev
-          openvswitch-common iproute2 iputils-ping)
+          openvswitch-common iproute2 iputils-ping
+          openvswitch-switch)   # Open vSwitch 3.1 as the reference peer (interop, benches)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -33,3 +34,4 @@ if [[ -x tools/fuzz/run.sh ]]; then
 fi
 echo "== benchmark smoke"
 python3 -m benches.bench_fastpath --quick
+python3 -m benches.bench_openflow --quick
