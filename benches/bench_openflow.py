@@ -308,16 +308,29 @@ def run_once(kind: str, args, tg, flow_file: str) -> dict:
     try:
         gen = topo.add_host("10.251.0.1/24")
         sink = topo.add_host("10.251.0.2/24")
+        phases: dict[str, float] = {}
+        t = time.monotonic()
         sw.start()
         sw.add_port(gen.port, 1)
         sw.add_port(sink.port, 2)
+        phases["start"] = time.monotonic() - t
+        t = time.monotonic()
         out = {"flow_mod": bench_flow_mods(sw, flow_file, args.flows)}
+        phases["flow_mod"] = time.monotonic() - t
+        t = time.monotonic()
         out["packet_in"] = bench_packet_in(sw, tg, gen, sink, args.pktin_seconds, args.gen_cpu)
+        phases["packet_in"] = time.monotonic() - t
+        t = time.monotonic()
         out["flow_setup"] = bench_flow_setup(sw, gen, sink, args.setups)
+        phases["flow_setup"] = time.monotonic() - t
+        out["phases_s"] = phases
         return out
     finally:
+        t = time.monotonic()
         sw.stop()
         topo.close()
+        if "out" in locals():
+            out["phases_s"]["stop"] = time.monotonic() - t
 
 
 FIGURES = [("flow_mod", "flow_mods_per_s", "flow mods/s", True),
@@ -411,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"({r['packet_in']['delivered']:.1%} of {r['packet_in']['sent']}), "
                       f"setup {r['flow_setup']['setup_us_median']:.0f} us, "
                       f"forward {r['flow_setup']['forward_us_median'] or 0:.0f} us "
-                      f"[{time.monotonic() - t0:.0f} s]", flush=True)
+                      f"[{time.monotonic() - t0:.0f} s: "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items()) + "]",
+                      flush=True)
     finally:
         os.unlink(flow_file)
         tg.close()

@@ -246,3 +246,39 @@ def test_standalone_mode_falls_back_to_normal_and_controller_regains_control(
     st = controller.wait(lambda st: st["packet_ins"] > 0)
     # the new controller learned h3 from a packet-in and installed the flow for h2's reply
     assert any(f"dl_src={h2.mac},dl_dst={h3.mac}" in f for f in app_flows(switch)), st
+
+
+def test_roles_master_slave_and_stale_generation(switch, controller, topo, tmp_path):
+    """A second os-ken as slave (same generation id) is refused flow mods and
+    gets no packet-ins; a third asking for master with an older generation id
+    is refused as stale (and stays equal); the master keeps its role."""
+    h1, h2 = connect(switch, controller, topo, n_hosts=2)
+    controller.wait(lambda st: st["roles"] == [{"role": "master", "generation_id": 5}])
+    slave = OsKen(str(tmp_path / "slave"), role="slave", generation=5)
+    stale = OsKen(str(tmp_path / "stale"), role="master", generation=4)
+    os.makedirs(slave.state_path.rsplit("/", 1)[0])
+    os.makedirs(stale.state_path.rsplit("/", 1)[0])
+    try:
+        slave.start()
+        switch.set_controllers(controller.target, slave.target)
+        # its table-miss flow mod: OFPET_BAD_REQUEST / OFPBRC_IS_SLAVE
+        st = slave.wait(lambda st: st["roles"] and st["errors"])
+        assert st["roles"] == [{"role": "slave", "generation_id": 5}]
+        assert {"type": 1, "code": 10} in st["errors"], st
+        assert ping(h1, h2.ip) == 3
+        assert slave.state()["packet_ins"] == 0
+        assert controller.state()["packet_ins"] > 0
+        stale.start()
+        switch.set_controllers(controller.target, slave.target, stale.target)
+        # OFPET_ROLE_REQUEST_FAILED / OFPRRFC_STALE, and no role reply
+        st = stale.wait(lambda st: {"type": 11, "code": 0} in st["errors"])
+        assert st["roles"] == []
+        # the master still gets the misses, the slave still none
+        before = controller.state()["packet_ins"]
+        switch.ofctl("del-flows", switch.target, f"cookie={COOKIE}/-1,dl_dst={h1.mac}")
+        assert pings_until(h2, h1.ip, True, 10)
+        assert controller.state()["packet_ins"] > before
+        assert slave.state()["packet_ins"] == 0
+    finally:
+        slave.stop()
+        stale.stop()
