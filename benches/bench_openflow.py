@@ -13,7 +13,9 @@ openvswitch-switch.
     with --flows distinct flows (IPv4/TCP matches, output actions) into an
     empty table through the switch's ptcp listener; wall time of the whole
     command (ovs-ofctl sends the flow mods and a barrier, and exits after
-    its reply), checked with dump-aggregate (flow_count == N).
+    its reply), checked with dump-aggregate (flow_count == N).  The times of
+    that dump-aggregate and of the `del-flows` that empties the table again
+    are reported too.
 (b) Packet-in rate: a controller (benches/of_controller.py, asyncio, the
     same for both switches) with a table-miss flow to CONTROLLER; the
     generator (tools/trafficgen.c) sends 60-byte UDP frames as fast as one
@@ -180,11 +182,16 @@ def bench_flow_mods(sw, path: str, n: int) -> dict:
     t0 = time.perf_counter()
     ofctl("add-flows", sw.target, path)
     seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     got = flow_count(sw.target)
+    aggregate_s = time.perf_counter() - t0
     if got != n:
         raise RuntimeError(f"{sw.kind}: {got} flows after add-flows of {n}")
+    t0 = time.perf_counter()
     ofctl("del-flows", sw.target)
-    return {"flows": n, "seconds": seconds, "flow_mods_per_s": n / seconds}
+    delete_s = time.perf_counter() - t0
+    return {"flows": n, "seconds": seconds, "flow_mods_per_s": n / seconds,
+            "aggregate_s": aggregate_s, "delete_all_s": delete_s}
 
 
 # --- (b) packet-ins ------------------------------------------------------------------
@@ -335,6 +342,8 @@ def run_once(kind: str, args, tg, flow_file: str) -> dict:
 
 FIGURES = [("flow_mod", "flow_mods_per_s", "flow mods/s", True),
            ("flow_mod", "seconds", "add-flows s", False),
+           ("flow_mod", "aggregate_s", "dump-aggregate s", False),
+           ("flow_mod", "delete_all_s", "del-flows (all) s", False),
            ("packet_in", "packet_ins_per_s", "packet-ins/s", True),
            ("packet_in", "delivered", "delivered", True),
            ("flow_setup", "setup_us_median", "setup us (median)", False),
