@@ -316,7 +316,9 @@ def _unpack_action(r: _Reader) -> object:
         fixed(_PAD4)
         return ofp.DecNwTtl()
     if t == m.OFPAT_SET_FIELD:
-        name, value, _ = _oxm_decode(body, _SET_FIELD_ERRS)
+        name, value, mask = _oxm_decode(body, _SET_FIELD_ERRS)
+        if mask is not None:
+            raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_ARGUMENT), "masked set_field")
         if body.left >= 8 or any(body.rest()):
             raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_LEN), "set_field padding")
         return ofp.SetField(name, value)
