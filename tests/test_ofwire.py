@@ -240,7 +240,7 @@ def test_every_message_class_has_a_strategy():
 
 
 @pytest.mark.parametrize("cls", list(MESSAGES), ids=lambda c: c.__name__)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_round_trip(cls, data):
     msg = data.draw(MESSAGES[cls])
@@ -652,14 +652,18 @@ class OfctlPeer:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
+        self.sock.settimeout(0.1)  # so that the thread sees `stop` soon after close()
+        self.stop = threading.Event()
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
-        while True:
+        while not self.stop.is_set():
             try:
                 conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
             with conn:
@@ -713,8 +717,9 @@ class OfctlPeer:
         return [x for x in map(decode, self.received) if isinstance(x, cls)]
 
     def close(self) -> None:
-        self.sock.close()
+        self.stop.set()
         self.thread.join(5)
+        self.sock.close()
 
 
 @pytest.fixture

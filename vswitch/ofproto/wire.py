@@ -686,11 +686,10 @@ def _unpack_hello(r: _Reader, version: int) -> dict:
         r.take(min(r.left, _pad8(n) - n))
         if etype == m.OFPHET_VERSIONBITMAP:
             versions = set() if versions is None else versions
-            word = 0
-            while body.left >= 4:
+            # versions are 8-bit: words past the 8th name none and are not looked at
+            for word in range(min(body.left // 4, 8)):
                 (bits,) = body.unpack(_U32)
                 versions.update(word * 32 + b for b in range(32) if bits >> b & 1)
-                word += 1
     r.rest()  # spec: ignore what we do not understand
     return {"versions": frozenset({version} if versions is None else versions)}
 
@@ -1171,6 +1170,16 @@ def encode(msg: object) -> bytes:
 def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
     """A multipart reply as one or more messages of at most max_len bytes each: its entry
     list is spread over them, every message but the last flagged OFPMPF_REPLY_MORE."""
+    try:
+        out = _split(reply, max_len)
+    except (struct.error, OverflowError) as e:
+        raise ValueError(f"{type(reply).__name__}: field out of range ({e})") from None
+    if len(out[0]) > max_len:
+        raise ValueError(f"{type(reply).__name__} is {len(out[0])} bytes, over {max_len}")
+    return out
+
+
+def _split(reply: object, max_len: int) -> list[bytes]:
     cls = type(reply)
     field_name = m.REPLY_LIST_FIELD.get(cls)
     if field_name is None:
@@ -1195,8 +1204,6 @@ def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
             flags = reply.flags | (m.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0)
             body = _MP.pack(mp, flags) + b"".join(chunk)
             out.append(_HDR.pack(m.OFP_VERSION, ofpt, _HDR.size + len(body), reply.xid) + body)
-    if len(out[0]) > max_len:
-        raise ValueError(f"{cls.__name__} is {len(out[0])} bytes, over {max_len}")
     return out
 
 
