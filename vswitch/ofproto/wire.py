@@ -74,7 +74,7 @@ class _Reader:
         return self.end - self.pos
 
     def unpack(self, st: struct.Struct) -> tuple:
-        if st.size > self.left:
+        if st.size > self.end - self.pos:
             raise _fail(self.err, "truncated")
         out = st.unpack_from(self.buf, self.pos)
         self.pos += st.size
@@ -92,7 +92,7 @@ class _Reader:
 
     def sub(self, n: int, err: tuple[int, int]) -> _Reader:
         """The next n bytes as their own reader (reporting `err`), skipped here."""
-        if n < 0 or n > self.left:
+        if n < 0 or n > self.end - self.pos:
             raise _fail(err, "length runs past its container")
         r = _Reader(self.buf, self.pos, self.pos + n, err)
         self.pos += n
@@ -174,33 +174,48 @@ def _oxm_encode(name: str, value: int, mask: int | None) -> bytes:
     return out
 
 
+# per field: (nbytes, full mask, maskable), looked up once per OXM on the decode path
+_FIELD_SHAPE = {name: (f.nbytes, f.full_mask, f.maskable) for name, f in ofp.FIELDS.items()}
+
+
 def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int, int | None]:
     """One OXM TLV -> (field name, value, mask or None).  errs maps the kinds of problem
-    (len, field, mask, value) to error codes: a match and a set_field report differently."""
-    (hdr,) = r.unpack(_U32)
-    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, (hdr >> 8) & 1, hdr & 0xFF
-    body = r.sub(n, errs["len"])
+    (len, field, mask, value) to error codes: a match and a set_field report differently.
+    Hot on the flow-mod path, hence the inline bounds checks instead of sub-readers."""
+    buf, pos = r.buf, r.pos
+    if r.end - pos < 4:
+        raise _fail(errs["len"], "truncated OXM header")
+    (hdr,) = _U32.unpack_from(buf, pos)
+    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, hdr & 0x100, hdr & 0xFF
+    start, stop = pos + 4, pos + 4 + n
+    if stop > r.end:
+        raise _fail(errs["len"], f"OXM length {n} runs past its container")
+    r.pos = stop
     exp = None
     if cls == m.OFPXMC_EXPERIMENTER:
-        (exp,) = body.unpack(_U32)
+        if n < 4:
+            raise _fail(errs["len"], f"experimenter OXM length {n}")
+        (exp,) = _U32.unpack_from(buf, start)
+        start += 4
     name = _OXM_BY_KEY.get((cls, fld, exp))
     if name is None:
         raise _fail(errs["field"], f"unknown OXM class {cls:#x} field {fld}"
                     + (f" experimenter {exp:#x}" if exp is not None else ""))
-    spec = ofp.FIELDS[name]
-    if body.left != spec.nbytes * (2 if hasmask else 1):
+    nbytes, full, maskable = _FIELD_SHAPE[name]
+    if stop - start != (2 * nbytes if hasmask else nbytes):
         raise _fail(errs["len"], f"{name}: OXM length {n}")
-    value = int.from_bytes(body.take(spec.nbytes), "big")
-    mask = int.from_bytes(body.take(spec.nbytes), "big") if hasmask else None
-    if mask is not None and not spec.maskable:
+    value = int.from_bytes(buf[start:start + nbytes], "big")
+    if value > full:
+        raise _fail(errs["value"], f"{name}: value {value:#x} wider than the field")
+    if not hasmask:
+        return name, value, None
+    if not maskable:
         raise _fail(errs["mask"], f"{name} cannot be masked")
-    if value > spec.full_mask:
-        raise _fail(errs["value"], f"{name}: value {value:#x} wider than {spec.bits} bits")
-    if mask is not None:
-        if mask > spec.full_mask:
-            raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than {spec.bits} bits")
-        if value & ~mask:
-            raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
+    mask = int.from_bytes(buf[start + nbytes:stop], "big")
+    if mask > full:
+        raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than the field")
+    if value & ~mask:
+        raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
     return name, value, mask
 
 
@@ -239,11 +254,11 @@ def _unpack_match(r: _Reader) -> ofp.Match:
     body = r.sub(n - 4, _MATCH_LEN)
     r.sub(_pad8(n) - n, _MATCH_LEN)
     fields: dict[str, tuple[int, int]] = {}
-    while body.left:
+    while body.pos < body.end:
         name, v, mk = _oxm_decode(body, _MATCH_ERRS)
         if name in fields:
             raise _fail((m.OFPET_BAD_MATCH, m.OFPBMC_DUP_FIELD), f"{name} twice")
-        fields[name] = (v, ofp.FIELDS[name].full_mask if mk is None else mk)
+        fields[name] = (v, _FIELD_SHAPE[name][1] if mk is None else mk)
     return ofp.Match.from_fields(fields)
 
 
