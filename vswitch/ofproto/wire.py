@@ -153,6 +153,19 @@ _OXM_BY_KEY: dict[tuple[int, int, int | None], str] = {
 }
 
 
+def _oxm_fast_table() -> dict[int, tuple[str, int, int, bool]]:
+    """OXM header -> (field, width, full mask, masked) for the headers (not
+    experimenter ones) a well-formed match can carry."""
+    out = {}
+    for name, (_cls, _fld, exp) in OXM_FIELDS.items():
+        spec = ofp.FIELDS[name]
+        if exp is None:
+            out[oxm_header(name)] = (name, spec.nbytes, spec.full_mask, False)
+            if spec.maskable:
+                out[oxm_header(name, True)] = (name, spec.nbytes, spec.full_mask, True)
+    return out
+
+
 def oxm_header(name: str, hasmask: bool = False) -> int:
     """The 32-bit OXM header of field `name` (length includes an experimenter id)."""
     cls, fld, exp = OXM_FIELDS[name]
@@ -174,24 +187,39 @@ def _oxm_encode(name: str, value: int, mask: int | None) -> bytes:
     return out
 
 
+_OXM_FAST = _oxm_fast_table()
+
+
 def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int, int | None]:
     """One OXM TLV -> (field name, value, mask or None).  errs maps the kinds of problem
-    (len, field, mask, value) to error codes: a match and a set_field report differently."""
-    (hdr,) = r.unpack(_U32)
+    (len, field, mask, value) to error codes: a match and a set_field report differently.
+    (Reads the buffer directly rather than through sub-readers: a FLOW_MOD storm decodes
+    millions of these.)"""
+    buf, pos, end = r.buf, r.pos, r.end
+    if end - pos < 4:
+        raise _fail(r.err, "truncated")
+    (hdr,) = _U32.unpack_from(buf, pos)
     cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, (hdr >> 8) & 1, hdr & 0xFF
-    body = r.sub(n, errs["len"])
+    start, stop = pos + 4, pos + 4 + n
+    if stop > end:
+        raise _fail(errs["len"], "length runs past its container")
+    r.pos = stop
     exp = None
     if cls == m.OFPXMC_EXPERIMENTER:
-        (exp,) = body.unpack(_U32)
+        if n < 4:
+            raise _fail(errs["len"], "truncated")
+        (exp,) = _U32.unpack_from(buf, start)
+        start += 4
     name = _OXM_BY_KEY.get((cls, fld, exp))
     if name is None:
         raise _fail(errs["field"], f"unknown OXM class {cls:#x} field {fld}"
                     + (f" experimenter {exp:#x}" if exp is not None else ""))
     spec = ofp.FIELDS[name]
-    if body.left != spec.nbytes * (2 if hasmask else 1):
+    w = spec.nbytes
+    if stop - start != w * (2 if hasmask else 1):
         raise _fail(errs["len"], f"{name}: OXM length {n}")
-    value = int.from_bytes(body.take(spec.nbytes), "big")
-    mask = int.from_bytes(body.take(spec.nbytes), "big") if hasmask else None
+    value = int.from_bytes(buf[start:start + w], "big")
+    mask = int.from_bytes(buf[start + w:stop], "big") if hasmask else None
     if mask is not None and not spec.maskable:
         raise _fail(errs["mask"], f"{name} cannot be masked")
     if value > spec.full_mask:
@@ -239,11 +267,33 @@ def _unpack_match(r: _Reader) -> ofp.Match:
     body = r.sub(n - 4, _MATCH_LEN)
     r.sub(_pad8(n) - n, _MATCH_LEN)
     fields: dict[str, tuple[int, int]] = {}
-    while body.left:
-        name, v, mk = _oxm_decode(body, _MATCH_ERRS)
+    buf, end = body.buf, body.end
+    while body.pos < end:
+        # Fast path: a well-formed, non-experimenter OXM whose header alone fixes
+        # field, mask bit and length.  Anything else takes _oxm_decode, which
+        # names the error.
+        pos = body.pos
+        fast = _OXM_FAST.get(_U32.unpack_from(buf, pos)[0]) if end - pos >= 4 else None
+        if fast is not None and pos + 4 + fast[1] * (2 if fast[3] else 1) <= end:
+            name, w, full, masked = fast
+            v = int.from_bytes(buf[pos + 4:pos + 4 + w], "big")
+            if masked:
+                mk = int.from_bytes(buf[pos + 4 + w:pos + 4 + 2 * w], "big")
+                if v > full or mk > full or v & ~mk:
+                    name, v, mk = _oxm_decode(body, _MATCH_ERRS)     # raises
+                body.pos = pos + 4 + 2 * w
+            else:
+                if v > full:
+                    _oxm_decode(body, _MATCH_ERRS)                   # raises
+                mk = full
+                body.pos = pos + 4 + w
+        else:
+            name, v, mk = _oxm_decode(body, _MATCH_ERRS)
+            if mk is None:
+                mk = ofp.FIELDS[name].full_mask
         if name in fields:
             raise _fail((m.OFPET_BAD_MATCH, m.OFPBMC_DUP_FIELD), f"{name} twice")
-        fields[name] = (v, ofp.FIELDS[name].full_mask if mk is None else mk)
+        fields[name] = (v, mk)
     return ofp.Match.from_fields(fields)
 
 
@@ -395,7 +445,18 @@ def _unpack_instruction(r: _Reader) -> tuple[int, object]:
     raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_UNKNOWN_INST), f"instruction type {t}")
 
 
+# Controllers send the same instructions with many matches: decoded instruction lists
+# (immutable tuples) are kept by their bytes.  Refused ones are not kept.
+_INSTRUCTION_CACHE: dict[bytes, tuple] = {}
+_INSTRUCTION_CACHE_MAX = 1024
+
+
 def _unpack_instructions(r: _Reader) -> tuple:
+    raw = r.buf[r.pos:r.end]
+    cached = _INSTRUCTION_CACHE.get(raw)
+    if cached is not None:
+        r.pos = r.end
+        return cached
     out, seen = [], set()
     while r.left:
         t, inst = _unpack_instruction(r)
@@ -403,7 +464,10 @@ def _unpack_instructions(r: _Reader) -> tuple:
             raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_DUP_INST), f"instruction {t} twice")
         seen.add(t)
         out.append(inst)
-    return tuple(out)
+    if len(_INSTRUCTION_CACHE) >= _INSTRUCTION_CACHE_MAX:
+        _INSTRUCTION_CACHE.clear()
+    _INSTRUCTION_CACHE[raw] = result = tuple(out)
+    return result
 
 
 # --- buckets and bands -----------------------------------------------------------------
