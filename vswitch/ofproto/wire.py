@@ -74,7 +74,7 @@ class _Reader:
         return self.end - self.pos
 
     def unpack(self, st: struct.Struct) -> tuple:
-        if st.size > self.left:
+        if st.size > self.end - self.pos:
             raise _fail(self.err, "truncated")
         out = st.unpack_from(self.buf, self.pos)
         self.pos += st.size
@@ -92,7 +92,7 @@ class _Reader:
 
     def sub(self, n: int, err: tuple[int, int]) -> _Reader:
         """The next n bytes as their own reader (reporting `err`), skipped here."""
-        if n < 0 or n > self.left:
+        if n < 0 or n > self.end - self.pos:
             raise _fail(err, "length runs past its container")
         r = _Reader(self.buf, self.pos, self.pos + n, err)
         self.pos += n
@@ -153,19 +153,6 @@ _OXM_BY_KEY: dict[tuple[int, int, int | None], str] = {
 }
 
 
-def _oxm_fast_table() -> dict[int, tuple[str, int, int, bool]]:
-    """OXM header -> (field, width, full mask, masked) for the headers (not
-    experimenter ones) a well-formed match can carry."""
-    out = {}
-    for name, (_cls, _fld, exp) in OXM_FIELDS.items():
-        spec = ofp.FIELDS[name]
-        if exp is None:
-            out[oxm_header(name)] = (name, spec.nbytes, spec.full_mask, False)
-            if spec.maskable:
-                out[oxm_header(name, True)] = (name, spec.nbytes, spec.full_mask, True)
-    return out
-
-
 def oxm_header(name: str, hasmask: bool = False) -> int:
     """The 32-bit OXM header of field `name` (length includes an experimenter id)."""
     cls, fld, exp = OXM_FIELDS[name]
@@ -187,48 +174,48 @@ def _oxm_encode(name: str, value: int, mask: int | None) -> bytes:
     return out
 
 
-_OXM_FAST = _oxm_fast_table()
+# per field: (nbytes, full mask, maskable), looked up once per OXM on the decode path
+_FIELD_SHAPE = {name: (f.nbytes, f.full_mask, f.maskable) for name, f in ofp.FIELDS.items()}
 
 
 def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int, int | None]:
     """One OXM TLV -> (field name, value, mask or None).  errs maps the kinds of problem
     (len, field, mask, value) to error codes: a match and a set_field report differently.
-    (Reads the buffer directly rather than through sub-readers: a FLOW_MOD storm decodes
-    millions of these.)"""
-    buf, pos, end = r.buf, r.pos, r.end
-    if end - pos < 4:
-        raise _fail(r.err, "truncated")
+    Hot on the flow-mod path, hence the inline bounds checks instead of sub-readers."""
+    buf, pos = r.buf, r.pos
+    if r.end - pos < 4:
+        raise _fail(errs["len"], "truncated OXM header")
     (hdr,) = _U32.unpack_from(buf, pos)
-    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, (hdr >> 8) & 1, hdr & 0xFF
+    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, hdr & 0x100, hdr & 0xFF
     start, stop = pos + 4, pos + 4 + n
-    if stop > end:
-        raise _fail(errs["len"], "length runs past its container")
+    if stop > r.end:
+        raise _fail(errs["len"], f"OXM length {n} runs past its container")
     r.pos = stop
     exp = None
     if cls == m.OFPXMC_EXPERIMENTER:
         if n < 4:
-            raise _fail(errs["len"], "truncated")
+            raise _fail(errs["len"], f"experimenter OXM length {n}")
         (exp,) = _U32.unpack_from(buf, start)
         start += 4
     name = _OXM_BY_KEY.get((cls, fld, exp))
     if name is None:
         raise _fail(errs["field"], f"unknown OXM class {cls:#x} field {fld}"
                     + (f" experimenter {exp:#x}" if exp is not None else ""))
-    spec = ofp.FIELDS[name]
-    w = spec.nbytes
-    if stop - start != w * (2 if hasmask else 1):
+    nbytes, full, maskable = _FIELD_SHAPE[name]
+    if stop - start != (2 * nbytes if hasmask else nbytes):
         raise _fail(errs["len"], f"{name}: OXM length {n}")
-    value = int.from_bytes(buf[start:start + w], "big")
-    mask = int.from_bytes(buf[start + w:stop], "big") if hasmask else None
-    if mask is not None and not spec.maskable:
+    value = int.from_bytes(buf[start:start + nbytes], "big")
+    if value > full:
+        raise _fail(errs["value"], f"{name}: value {value:#x} wider than the field")
+    if not hasmask:
+        return name, value, None
+    if not maskable:
         raise _fail(errs["mask"], f"{name} cannot be masked")
-    if value > spec.full_mask:
-        raise _fail(errs["value"], f"{name}: value {value:#x} wider than {spec.bits} bits")
-    if mask is not None:
-        if mask > spec.full_mask:
-            raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than {spec.bits} bits")
-        if value & ~mask:
-            raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
+    mask = int.from_bytes(buf[start + nbytes:stop], "big")
+    if mask > full:
+        raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than the field")
+    if value & ~mask:
+        raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
     return name, value, mask
 
 
@@ -267,33 +254,11 @@ def _unpack_match(r: _Reader) -> ofp.Match:
     body = r.sub(n - 4, _MATCH_LEN)
     r.sub(_pad8(n) - n, _MATCH_LEN)
     fields: dict[str, tuple[int, int]] = {}
-    buf, end = body.buf, body.end
-    while body.pos < end:
-        # Fast path: a well-formed, non-experimenter OXM whose header alone fixes
-        # field, mask bit and length.  Anything else takes _oxm_decode, which
-        # names the error.
-        pos = body.pos
-        fast = _OXM_FAST.get(_U32.unpack_from(buf, pos)[0]) if end - pos >= 4 else None
-        if fast is not None and pos + 4 + fast[1] * (2 if fast[3] else 1) <= end:
-            name, w, full, masked = fast
-            v = int.from_bytes(buf[pos + 4:pos + 4 + w], "big")
-            if masked:
-                mk = int.from_bytes(buf[pos + 4 + w:pos + 4 + 2 * w], "big")
-                if v > full or mk > full or v & ~mk:
-                    name, v, mk = _oxm_decode(body, _MATCH_ERRS)     # raises
-                body.pos = pos + 4 + 2 * w
-            else:
-                if v > full:
-                    _oxm_decode(body, _MATCH_ERRS)                   # raises
-                mk = full
-                body.pos = pos + 4 + w
-        else:
-            name, v, mk = _oxm_decode(body, _MATCH_ERRS)
-            if mk is None:
-                mk = ofp.FIELDS[name].full_mask
+    while body.pos < body.end:
+        name, v, mk = _oxm_decode(body, _MATCH_ERRS)
         if name in fields:
             raise _fail((m.OFPET_BAD_MATCH, m.OFPBMC_DUP_FIELD), f"{name} twice")
-        fields[name] = (v, mk)
+        fields[name] = (v, _FIELD_SHAPE[name][1] if mk is None else mk)
     return ofp.Match.from_fields(fields)
 
 
@@ -366,7 +331,9 @@ def _unpack_action(r: _Reader) -> object:
         fixed(_PAD4)
         return ofp.DecNwTtl()
     if t == m.OFPAT_SET_FIELD:
-        name, value, _ = _oxm_decode(body, _SET_FIELD_ERRS)
+        name, value, mask = _oxm_decode(body, _SET_FIELD_ERRS)
+        if mask is not None:
+            raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_ARGUMENT), "masked set_field")
         if body.left >= 8 or any(body.rest()):
             raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_LEN), "set_field padding")
         return ofp.SetField(name, value)
@@ -748,11 +715,10 @@ def _unpack_hello(r: _Reader, version: int) -> dict:
         r.take(min(r.left, _pad8(n) - n))
         if etype == m.OFPHET_VERSIONBITMAP:
             versions = set() if versions is None else versions
-            word = 0
-            while body.left >= 4:
+            # versions are 8-bit: words past the 8th name none and are not looked at
+            for word in range(min(body.left // 4, 8)):
                 (bits,) = body.unpack(_U32)
                 versions.update(word * 32 + b for b in range(32) if bits >> b & 1)
-                word += 1
     r.rest()  # spec: ignore what we do not understand
     return {"versions": frozenset({version} if versions is None else versions)}
 
@@ -1233,6 +1199,16 @@ def encode(msg: object) -> bytes:
 def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
     """A multipart reply as one or more messages of at most max_len bytes each: its entry
     list is spread over them, every message but the last flagged OFPMPF_REPLY_MORE."""
+    try:
+        out = _split(reply, max_len)
+    except (struct.error, OverflowError) as e:
+        raise ValueError(f"{type(reply).__name__}: field out of range ({e})") from None
+    if len(out[0]) > max_len:
+        raise ValueError(f"{type(reply).__name__} is {len(out[0])} bytes, over {max_len}")
+    return out
+
+
+def _split(reply: object, max_len: int) -> list[bytes]:
     cls = type(reply)
     field_name = m.REPLY_LIST_FIELD.get(cls)
     if field_name is None:
@@ -1257,8 +1233,6 @@ def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
             flags = reply.flags | (m.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0)
             body = _MP.pack(mp, flags) + b"".join(chunk)
             out.append(_HDR.pack(m.OFP_VERSION, ofpt, _HDR.size + len(body), reply.xid) + body)
-    if len(out[0]) > max_len:
-        raise ValueError(f"{cls.__name__} is {len(out[0])} bytes, over {max_len}")
     return out
 
 
