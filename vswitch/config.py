@@ -561,3 +561,10 @@ class ConfigStore:
                                 "datapath_options": br.datapath_options, "options": br.options,
                                 "controllers": self.get_controllers(br.name), "ports": ports})
             return {"schema_version": self.schema_version, "bridges": bridges}
+
+    @contextmanager
+    def connection(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The SQLite connection inside a transaction (joining an open `transaction()`
+        block), for modules that keep their own tables here (vswitch.sriov.store)."""
+        with self._tx(write) as db:
+            yield db
