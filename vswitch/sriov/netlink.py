@@ -45,7 +45,7 @@ _U32_MAX = 0xFFFFFFFF
 RECV_TIMEOUT_S = 5.0
 
 
-class VfNetlinkError(Exception):
+class VfNetlinkError(ValueError):
     """A VF request the kernel (or validation) refused.  `errno` is the kernel's error,
     `applied` the settings found in effect after a partial failure."""
 

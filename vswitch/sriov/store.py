@@ -21,7 +21,7 @@ import json
 import sqlite3
 from dataclasses import asdict, dataclass, field
 
-from vswitch.config import ConfigStore
+from vswitch.config import ConfigError, ConfigStore
 
 SRIOV_MIGRATIONS: list[list[str]] = [
     [
@@ -50,8 +50,8 @@ SRIOV_MIGRATIONS: list[list[str]] = [
 STATES = ("applying", "active", "lost")
 
 
-class StoreError(ValueError):
-    pass
+class StoreError(ConfigError):
+    """A refused pool or assignment change (a ConfigError: the daemon reports it)."""
 
 
 @dataclass

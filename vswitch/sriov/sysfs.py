@@ -30,7 +30,7 @@ _REPRESENTOR = re.compile(r"(?:c\d+)?pf(\d+)vf(\d+)")
 VFIO_DRIVER = "vfio-pci"
 
 
-class SriovError(Exception):
+class SriovError(ValueError):
     """A refused or failed SR-IOV operation; the message is one line for the operator."""
 
 
