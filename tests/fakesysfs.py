@@ -77,6 +77,7 @@ class FakeSysfs:
         for d in ("bus/pci/devices", "bus/pci/drivers", "class/net", "kernel/iommu_groups",
                   PCI_BASE):
             self.mkdir(d)
+        self.on_numvfs = None         # hook(pf_pci, n): the VFs' netlink side follows
         self.mountpoint: str | None = None
         self._thread: threading.Thread | None = None
 
@@ -219,7 +220,6 @@ class FakeSysfs:
             self.remove_vfs(pf_pci)
         else:
             self.create_vfs(pf_pci, n)
-        self.nodes[f"{self._dev(pf_pci)}/sriov_numvfs"].data = f"{n}\n".encode()
 
     def create_vfs(self, pf_pci: str, n: int) -> None:
         pf = self.pfs[pf_pci]
@@ -235,6 +235,9 @@ class FakeSysfs:
             if pf["switch_id"]:
                 self._add_netdev(pf_pci, pf["rep_name"](i), f"pf0vf{i}", pf["switch_id"])
         pf["numvfs"] = n
+        self.nodes[f"{self._dev(pf_pci)}/sriov_numvfs"].data = f"{n}\n".encode()
+        if self.on_numvfs:
+            self.on_numvfs(pf_pci, n)
 
     def remove_vfs(self, pf_pci: str) -> None:
         """What disabling SR-IOV (or a PF reset) does: every VF device goes."""
@@ -254,6 +257,8 @@ class FakeSysfs:
                 self._del_netdevs(pf_pci, pf["rep_name"](i))
         pf["numvfs"] = 0
         self.nodes[f"{self._dev(pf_pci)}/sriov_numvfs"].data = b"0\n"
+        if self.on_numvfs:
+            self.on_numvfs(pf_pci, 0)
 
     def _autoprobe(self, pf_pci: str, data: bytes) -> None:
         n = self._int(data)
