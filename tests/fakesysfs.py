@@ -8,7 +8,9 @@ switchdev representors pf0vfN in the PF's net/ directory).  Writes behave as in 
 kernel where the code depends on it:
 
     sriov_numvfs        EINVAL for non-numbers, ERANGE above sriov_totalvfs, EBUSY for
-                        nonzero -> different nonzero, ENOENT with no PF driver; creates
+                        nonzero -> different nonzero, ENOENT with no PF driver, EBUSY
+                        for 0 while pfs[pci]["in_use"], ENOMEM above
+                        pfs[pci]["resources"] (what drivers answer); creates
                         or removes the virtfnN/physfn links and the VF devices (bound to
                         the VF driver, with a netdev, when sriov_drivers_autoprobe is 1)
     driver_override     stored ("(null)" when cleared)
@@ -188,7 +190,7 @@ class FakeSysfs:
         bus, slot = int(pci[5:7], 16), int(pci[8:10], 16)
         self.pfs[pci] = {"ifname": ifname, "vendor": vendor, "vf_device": vf_device,
                          "vf_driver": vf_driver, "totalvfs": totalvfs, "numvfs": 0,
-                         "switch_id": switch_id,
+                         "switch_id": switch_id, "in_use": False, "resources": totalvfs,
                          "rep_name": rep_name or (lambda i, n=ifname: f"{n}_{i}"),
                          "vf_base": (bus, slot + 2)}
 
@@ -216,6 +218,10 @@ class FakeSysfs:
             raise OSError(errno.ENOENT, "no driver")
         if n and pf["numvfs"]:
             raise OSError(errno.EBUSY, "VFs already enabled")
+        if n == 0 and pf["in_use"]:
+            raise OSError(errno.EBUSY, "the PF driver will not free VFs in use")
+        if n > pf["resources"]:
+            raise OSError(errno.ENOMEM, "not enough bus resources for that many VFs")
         if n == 0:
             self.remove_vfs(pf_pci)
         else:

@@ -190,6 +190,27 @@ def test_numvfs_error_paths_leave_state_intact(fake):
 
 
 @needs_fuse
+def test_numvfs_driver_refusals_are_reported(fake):
+    root = fake.mountpoint
+    pf = sysfs.set_numvfs(root, sysfs.find_pf(root, "ens1f0"), 2)
+    fake.pfs[INTEL]["in_use"] = True           # the driver will not free VFs in use
+    with pytest.raises(SriovError, match=r"device busy \(EBUSY\)"):
+        sysfs.set_numvfs(root, pf, 0)
+    assert sysfs.find_pf(root, INTEL).numvfs == 2
+    fake.pfs[INTEL]["in_use"] = False
+    fake.pfs[INTEL]["resources"] = 4           # the bus cannot take 6 VFs
+    with pytest.raises(SriovError, match=r"ENOMEM.*numvfs 2 restored"):
+        sysfs.set_numvfs(root, pf, 6)
+    pf = sysfs.find_pf(root, INTEL)
+    assert pf.numvfs == 2 and len(pf.vfs) == 2
+    # autoprobe alone does not churn the VFs
+    fake.writes.clear()
+    pf = sysfs.set_numvfs(root, pf, 2, autoprobe=False)
+    assert [w[1] for w in fake.writes] == ["0\n"] and pf.autoprobe is False
+    assert [v.driver for v in pf.vfs] == ["iavf", "iavf"]
+
+
+@needs_fuse
 def test_vf_to_vfio_pci_and_back(fake):
     root = fake.mountpoint
     pf = sysfs.set_numvfs(root, sysfs.find_pf(root, "ens1f0"), 2)
@@ -243,6 +264,14 @@ def test_setlink_bytes_carry_every_setting_in_kernel_order():
         (VF_SPOOFCHK, (3, 0)),
         (5, (3, 2)),                           # IFLA_VF_LINK_STATE disable
         (VF_TRUST, (3, 1))]
+
+
+def test_getlink_asks_for_vfs_without_stats():
+    data = netlink.build_getlink(77, seq=5)
+    length, mtype, flags, seq, _ = NLMSG.unpack_from(data)
+    assert (length, mtype, flags, seq) == (len(data), 18, 0x1, 5)
+    assert IFINFO.unpack_from(data, NLMSG.size)[2] == 77
+    assert attrs(data[NLMSG.size + IFINFO.size:]) == [(29, struct.pack("=I", 1 | 8))]
 
 
 def test_paired_settings_keep_their_partner():
@@ -402,6 +431,41 @@ def test_assign_and_release_restore_only_what_changed(mgr, kernel, fake):
     assert mgr.assignments() == []
     with pytest.raises(SriovError, match="has no VF assigned"):
         mgr.release(vm_id="vm-1")
+
+
+@needs_fuse
+def test_config_of_an_assigned_vf_joins_its_assignment(mgr, kernel):
+    mgr.set_numvfs("ens1f0", 2)
+    vfk = kernel.pfs[7].vfs[1]
+    vfk.mac = bytes.fromhex("020000000abc")
+    mgr.assign("vm-5", vf="ens1f0#1", config={"vlan": 9})
+    assert mgr.configure("ens1f0#1", {"mac": "02:00:00:00:05:05"})["mac"] == \
+        "02:00:00:00:05:05"
+    (a,) = mgr.assignments()
+    assert a["desired"] == {"vlan": 9, "mac": "02:00:00:00:05:05"}
+    assert a["original"] == {"vlan": 0, "mac": "02:00:00:00:0a:bc"}
+    # refused by the kernel: the original is saved anyway, desired stays as it was
+    kernel.pfs[7].unsupported[VF_TRUST] = errno.EPERM
+    with pytest.raises(SriovError, match="EPERM"):
+        mgr.configure("ens1f0#1", {"trust": True})
+    (a,) = mgr.assignments()
+    assert "trust" not in a["desired"] and a["original"]["trust"] is False
+    mgr.release(vm_id="vm-5")
+    assert (vfk.mac.hex(":"), vfk.vlan) == ("02:00:00:00:0a:bc", 0)
+
+
+@needs_fuse
+def test_failed_restore_keeps_the_assignment(mgr, kernel):
+    mgr.set_numvfs("ens1f0", 1)
+    mgr.assign("vm-6", vf="ens1f0#0", config={"mac": "02:00:00:00:06:06"})
+    kernel.pfs[7].unsupported[VF_MAC] = errno.EBUSY      # e.g. the VF driver holds it
+    with pytest.raises(SriovError, match="EBUSY.*the assignment is kept"):
+        mgr.release(vm_id="vm-6")
+    (a,) = mgr.assignments()
+    assert a["state"] == "active" and "EBUSY" in a["error"]
+    del kernel.pfs[7].unsupported[VF_MAC]
+    assert mgr.release(vm_id="vm-6")[0]["restored"]
+    assert kernel.pfs[7].vfs[0].mac == b"\0" * 6 and mgr.assignments() == []
 
 
 @needs_fuse

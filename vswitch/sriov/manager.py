@@ -98,7 +98,7 @@ class SriovManager:
             raise SriovError(f"PF {m.group(1)} has no VF {m.group(2)} "
                              f"(numvfs is {pf.numvfs})")
         sysfs.check_pci(spec)
-        physfn = sysfs._link_name(sysfs.pci_dir(self.root, spec) + "/physfn")
+        physfn = sysfs.physfn(self.root, spec)
         if physfn is None:
             raise SriovError(f"{spec} is not a VF (no physfn link)")
         pf = sysfs.read_pf(self.root, physfn)
@@ -162,9 +162,12 @@ class SriovManager:
         pf, vf = self.find_vf(vf_spec)
         a = self.store.find(vf.pci)
         if a is not None:
-            original = self._originals(pf, vf, settings, a.original)
-            self.store.update(vf.pci, original=original, desired={**a.desired, **settings})
+            # originals saved before the change, so that release can undo even a
+            # half-applied one; desired only grows once the kernel took it all
+            self.store.update(vf.pci, original=self._originals(pf, vf, settings, a.original))
         self._set(pf, vf, settings)
+        if a is not None:
+            self.store.update(vf.pci, desired={**a.desired, **settings})
         return self.vf_state(pf, vf.index).config()
 
     def _set(self, pf: PF, vf: VF, settings: dict) -> None:
@@ -287,13 +290,16 @@ class SriovManager:
                 problems.append(f"port {a.port}: {e}")
         if a.original_driver is not None or a.driver is not None:
             try:
-                now = sysfs._read_vf(self.root, vf.index, vf.pci)
+                now = sysfs.read_vf(self.root, vf.index, vf.pci)
                 sysfs.bind_driver(self.root, now, a.original_driver)
             except SriovError as e:
                 problems.append(str(e))
         if a.original:
             try:
-                self._set(pf, vf, a.original)
+                # only what differs now: a setting the kernel refused to change is
+                # still at its original value and is not sent again
+                now = self.vf_state(pf, vf.index).config()
+                self._set(pf, vf, {k: v for k, v in a.original.items() if now.get(k) != v})
             except SriovError as e:
                 problems.append(str(e))
         return "; ".join(problems)
@@ -302,7 +308,7 @@ class SriovManager:
         if (vm_id is None) == (vf is None):
             raise SriovError("release needs exactly one of a VM id or a VF")
         if vf is not None:
-            pci = vf if sysfs._PCI_ADDR.fullmatch(vf) else self.find_vf(vf)[1].pci
+            pci = vf if sysfs.is_pci(vf) else self.find_vf(vf)[1].pci
             recs = [self.store.find(pci)]
             if recs[0] is None:
                 raise SriovError(f"VF {pci} is not assigned")

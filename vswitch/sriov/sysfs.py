@@ -125,6 +125,15 @@ def pci_dir(root: str, pci: str) -> str:
     return _path(root, "bus/pci/devices", pci)
 
 
+def is_pci(name: object) -> bool:
+    return isinstance(name, str) and _PCI_ADDR.fullmatch(name) is not None
+
+
+def physfn(root: str, vf_pci: str) -> str | None:
+    """The PF of a VF (its physfn link), or None if `vf_pci` is not a VF."""
+    return _link_name(os.path.join(pci_dir(root, check_pci(vf_pci)), "physfn"))
+
+
 def check_pci(pci: object) -> str:
     if not isinstance(pci, str) or not _PCI_ADDR.fullmatch(pci):
         raise SriovError(f"invalid PCI address {pci!r} (expected e.g. 0000:03:00.1)")
@@ -159,7 +168,7 @@ def _vf_links(dev: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def _read_vf(root: str, index: int, pci: str) -> VF:
+def read_vf(root: str, index: int, pci: str) -> VF:
     dev = pci_dir(root, pci)
     netdevs = _netdevs(dev)
     override = _read(os.path.join(dev, "driver_override"))
@@ -186,7 +195,7 @@ def read_pf(root: str, pci: str) -> PF:
             _read(os.path.join(dev, "device")) or "", _link_name(os.path.join(dev, "driver")),
             _read_int(os.path.join(dev, "sriov_numvfs")) or 0, total,
             None if auto is None else bool(auto), _group(dev))
-    pf.vfs = [_read_vf(root, i, vf) for i, vf in _vf_links(dev)]
+    pf.vfs = [read_vf(root, i, vf) for i, vf in _vf_links(dev)]
     reps = representors(root, pf)
     for vf in pf.vfs:
         vf.representor = reps.get(vf.index)
@@ -259,8 +268,9 @@ def representors(root: str, pf: PF) -> dict[int, str]:
 
 def set_numvfs(root: str, pf: PF, count: int, autoprobe: bool | None = None) -> PF:
     """Set the PF's VF count the kernel's way: refuse above totalvfs, go through 0 when
-    changing one nonzero count to another, set autoprobe (while the count is 0, where
-    it takes effect for the VFs about to be created)."""
+    changing one nonzero count to another.  Autoprobe is written first: it decides
+    whether VFs created after it get their driver.  If the new count fails after the old
+    VFs were removed, the old count is written back."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise SriovError(f"numvfs must be a non-negative integer, not {count!r}")
     if count > pf.totalvfs:
@@ -270,15 +280,30 @@ def set_numvfs(root: str, pf: PF, count: int, autoprobe: bool | None = None) -> 
         raise SriovError(f"{pf.netdev or pf.pci}: no driver bound to the PF, cannot "
                          "enable VFs")
     dev = pci_dir(root, pf.pci)
+    numvfs = os.path.join(dev, "sriov_numvfs")
     what = f"{pf.netdev or pf.pci}: set numvfs {count}"
-    if count == pf.numvfs and (autoprobe is None or autoprobe == pf.autoprobe):
+    if autoprobe is not None and autoprobe != pf.autoprobe:
+        # takes effect for VFs created after it: written before the count
+        _write(os.path.join(dev, "sriov_drivers_autoprobe"), f"{int(autoprobe)}\n", what)
+    if count == pf.numvfs:
         return read_pf(root, pf.pci)
     if pf.numvfs:
-        _write(os.path.join(dev, "sriov_numvfs"), "0\n", what)
-    if autoprobe is not None:
-        _write(os.path.join(dev, "sriov_drivers_autoprobe"), f"{int(autoprobe)}\n", what)
+        _write(numvfs, "0\n", what)
     if count:
-        _write(os.path.join(dev, "sriov_numvfs"), f"{count}\n", what)
+        try:
+            _write(numvfs, f"{count}\n", what)
+        except SriovError as e:
+            if not pf.numvfs:
+                raise
+            # The old VFs are gone already: bring their number back rather than leave
+            # the PF with none.
+            try:
+                _write(numvfs, f"{pf.numvfs}\n", what)
+            except SriovError as e2:
+                raise SriovError(f"{e}; restoring numvfs {pf.numvfs} failed too: "
+                                 f"{e2}") from None
+            raise SriovError(f"{e}; numvfs {pf.numvfs} restored (their VFs have the "
+                             "driver's default settings again)") from None
     return read_pf(root, pf.pci)
 
 
@@ -292,7 +317,7 @@ def bind_driver(root: str, vf: VF, driver: str | None) -> VF:
         hint = " (modprobe vfio-pci)" if driver == VFIO_DRIVER else ""
         raise SriovError(f"{what}: driver {driver} is not loaded{hint}")
     if vf.driver == driver:
-        return _read_vf(root, vf.index, vf.pci)
+        return read_vf(root, vf.index, vf.pci)
     if vf.driver is not None:
         _write(_path(root, "bus/pci/drivers", vf.driver, "unbind"), vf.pci, what)
     if driver is not None:
@@ -302,7 +327,7 @@ def bind_driver(root: str, vf: VF, driver: str | None) -> VF:
             _write(os.path.join(dev, "driver_override"), "\n", what)
     else:
         _write(os.path.join(dev, "driver_override"), "\n", what)
-    back = _read_vf(root, vf.index, vf.pci)
+    back = read_vf(root, vf.index, vf.pci)
     if back.driver != driver:
         raise SriovError(f"{what}: the VF is bound to {back.driver or 'no driver'} after it")
     return back
