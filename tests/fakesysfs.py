@@ -56,7 +56,7 @@ def fuse_unavailable() -> str | None:
 
 
 class Node:
-    __slots__ = ("kind", "data", "target", "on_write", "denied")
+    __slots__ = ("kind", "data", "target", "on_write", "denied", "read_errno")
 
     def __init__(self, kind: str, data: bytes = b"", target: str = "", on_write=None) -> None:
         self.kind = kind              # "dir", "file" or "link"
@@ -64,6 +64,7 @@ class Node:
         self.target = target
         self.on_write = on_write      # handler(bytes) -> None, raising OSError like the kernel
         self.denied = False
+        self.read_errno = 0           # reading fails with this (0: reads fine)
 
 
 class FakeSysfs:
@@ -134,8 +135,13 @@ class FakeSysfs:
         net = f"{self._dev(pci)}/net/{ifname}"
         self._next_ifindex += 1
         self.file(f"{net}/ifindex", f"{self._next_ifindex}\n")
+        # a driver without these answers EOPNOTSUPP on read, as older kernels do
         self.file(f"{net}/phys_port_name", port_name + "\n" if port_name else "")
         self.file(f"{net}/phys_switch_id", switch_id + "\n" if switch_id else "")
+        if not port_name:
+            self.nodes[f"{net}/phys_port_name"].read_errno = errno.EOPNOTSUPP
+        if not switch_id:
+            self.nodes[f"{net}/phys_switch_id"].read_errno = errno.EOPNOTSUPP
         self.link(f"{net}/device", self._dev(pci))
         self.link(f"class/net/{ifname}", net)
 
@@ -367,7 +373,8 @@ class _Ops(_Base):
                 return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1,
                         "st_size": len(node.target)}
             mode = 0o644 if node.on_write else 0o444
-            return {"st_mode": stat.S_IFREG | mode, "st_nlink": 1, "st_size": len(node.data)}
+            # sysfs reports 4096 for every attribute; a short read is the end
+            return {"st_mode": stat.S_IFREG | mode, "st_nlink": 1, "st_size": 4096}
 
     def readdir(self, path, fh):
         with self.fs.lock:
@@ -391,7 +398,10 @@ class _Ops(_Base):
 
     def read(self, path, size, offset, fh):
         with self.fs.lock:
-            return self._node(path).data[offset:offset + size]
+            node = self._node(path)
+            if node.read_errno:
+                raise fuse.FuseOSError(node.read_errno)
+            return node.data[offset:offset + size]
 
     def write(self, path, data, offset, fh):
         with self.fs.lock:

@@ -112,6 +112,10 @@ def test_discovery_reads_both_layouts(fake):
         (2, "0000:03:02.2", "iavf", "ens1f0v2")]
     assert all(v.vendor == "0x8086" and v.device == "0x154c" for v in pf.vfs)
     assert len({v.iommu_group for v in pf.vfs} | {intel.iommu_group}) == 4
+    # i40e-like: no port name or switch id (read fails, as with older kernels)
+    with pytest.raises(OSError) as e:
+        open(os.path.join(root, "class/net/ens1f0/phys_port_name")).read()
+    assert e.value.errno == errno.EOPNOTSUPP
     # by netdev name and by PCI address, through the class/net and bus links
     assert sysfs.find_pf(root, "ens1f0").pci == INTEL
     assert sysfs.find_pf(root, INTEL).netdev == "ens1f0"

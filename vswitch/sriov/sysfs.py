@@ -78,6 +78,19 @@ def _read(path: str) -> str | None:
         raise SriovError(f"cannot read {path}: {e.strerror}") from None
 
 
+def _read_optional(path: str) -> str | None:
+    """A netdev attribute the driver may not implement: phys_port_name and
+    phys_switch_id read as EOPNOTSUPP (older kernels) or are absent (newer ones)."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EOPNOTSUPP, errno.EINVAL,
+                       errno.ENODATA):
+            return None
+        raise SriovError(f"cannot read {path}: {e.strerror}") from None
+
+
 def _read_int(path: str) -> int | None:
     text = _read(path)
     if text is None or not text:
@@ -189,7 +202,7 @@ def read_pf(root: str, pci: str) -> PF:
     # In switchdev mode the VF representors sit in the PF's net/ too: the PF's own
     # netdev is the one whose port name is not pfXvfY.
     netdevs = [n for n in _netdevs(dev) if not _REPRESENTOR.fullmatch(
-        _read(_path(root, "class/net", n, "phys_port_name")) or "")]
+        _read_optional(_path(root, "class/net", n, "phys_port_name")) or "")]
     auto = _read_int(os.path.join(dev, "sriov_drivers_autoprobe"))
     pf = PF(pci, netdevs[0] if netdevs else None, _read(os.path.join(dev, "vendor")) or "",
             _read(os.path.join(dev, "device")) or "", _link_name(os.path.join(dev, "driver")),
@@ -244,10 +257,10 @@ def representors(root: str, pf: PF) -> dict[int, str]:
     if pf.netdev is None:
         return {}
     net = _path(root, "class/net")
-    switch_id = _read(os.path.join(net, pf.netdev, "phys_switch_id"))
+    switch_id = _read_optional(os.path.join(net, pf.netdev, "phys_switch_id"))
     if not switch_id:
         return {}
-    own = _read(os.path.join(net, pf.netdev, "phys_port_name")) or ""
+    own = _read_optional(os.path.join(net, pf.netdev, "phys_port_name")) or ""
     m = re.fullmatch(r"p(?:f)?(\d+)", own)
     pf_port = int(m.group(1)) if m else 0
     out: dict[int, str] = {}
@@ -258,9 +271,10 @@ def representors(root: str, pf: PF) -> dict[int, str]:
     for name in names:
         if name == pf.netdev:
             continue
-        if _read(os.path.join(net, name, "phys_switch_id")) != switch_id:
+        if _read_optional(os.path.join(net, name, "phys_switch_id")) != switch_id:
             continue
-        m = _REPRESENTOR.fullmatch(_read(os.path.join(net, name, "phys_port_name")) or "")
+        m = _REPRESENTOR.fullmatch(
+            _read_optional(os.path.join(net, name, "phys_port_name")) or "")
         if m and int(m.group(1)) == pf_port:
             out[int(m.group(2))] = name
     return out
