@@ -175,6 +175,10 @@ def test_numvfs_error_paths_leave_state_intact(fake):
     assert sysfs.find_pf(root, INTEL).numvfs == 2
     with pytest.raises(SriovError, match="no PF named nope"):
         sysfs.find_pf(root, "nope")
+    fake.file("devices/virtual/net/br9/ifindex", "9\n")
+    fake.link("class/net/br9", "devices/virtual/net/br9")
+    with pytest.raises(SriovError, match="br9 is not a PCI device"):
+        sysfs.find_pf(root, "br9")
     with pytest.raises(SriovError, match="not an SR-IOV physical function"):
         sysfs.read_pf(root, "0000:03:02.0")          # a VF
     with pytest.raises(SriovError, match="no PCI device"):

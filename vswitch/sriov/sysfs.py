@@ -239,7 +239,11 @@ def find_pf(root: str, name: str) -> PF:
         return read_pf(root, name)
     pci = netdev_pci(root, name)
     if pci is None:
+        if os.path.exists(_path(root, "class/net", name)):
+            raise SriovError(f"{name} is not a PCI device (a virtual netdev)")
         raise SriovError(f"no PF named {name} (no {_path(root, 'class/net', name)})")
+    if not _PCI_ADDR.fullmatch(pci):
+        raise SriovError(f"{name} is not a PCI device (its device is {pci})")
     return read_pf(root, pci)
 
 
