@@ -576,6 +576,20 @@ def test_truncated_vf_list_is_an_error_not_absence(mgr, kernel):
 
 
 @needs_fuse
+def test_pf_without_driver_is_a_clear_error(mgr, fake):
+    mgr.set_numvfs("enp129s0", 1)
+    with open(os.path.join(fake.mountpoint, "bus/pci/drivers/mlx5_core/unbind"), "w") as f:
+        f.write(MLX)
+    with pytest.raises(SriovError, match="PF 0000:81:00.0 has no network device"):
+        mgr.configure("0000:81:02.0", {"vlan": 3})
+    with pytest.raises(SriovError, match="has no network device"):
+        mgr.assign("vm-7", vf="0000:81:02.0", config={"vlan": 3})
+    assert mgr.assignments() == []
+    (pf,) = [p for p in mgr.list() if p["pci"] == MLX]
+    assert "has no network device" in pf["config_error"]
+
+
+@needs_fuse
 def test_listing_shows_settings_and_assignments(mgr, kernel):
     mgr.set_numvfs("ens1f0", 2)
     mgr.configure("ens1f0#1", {"max_tx_rate": 1000, "link_state": "enable"})
