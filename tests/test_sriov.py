@@ -44,6 +44,7 @@ from fakertnl import (
 )
 from fakesysfs import FakeSysfs, fuse_unavailable
 
+from vswitch import config
 from vswitch.config import ConfigStore
 from vswitch.sriov import netlink, pools, sysfs
 from vswitch.sriov.manager import SriovManager
@@ -605,6 +606,6 @@ def test_store_schema_is_its_own(tmp_path):
     with ConfigStore(tmp_path / "conf.db") as cfg:
         SriovStore(cfg)
         SriovStore(cfg)                     # idempotent
-        assert cfg.schema_version == 1      # the switch schema is untouched
+        assert cfg.schema_version == config.SCHEMA_VERSION   # the switch schema: untouched
         with cfg.connection(write=False) as db:
             assert db.execute("SELECT version FROM sriov_schema_version").fetchone()[0] == 1
