@@ -237,6 +237,34 @@ def test_vf_to_vfio_pci_and_back(fake):
     assert sysfs.read_pf(root, INTEL).vfs[0].driver == "iavf"
 
 
+@needs_fuse
+def test_failed_bind_puts_the_vf_back(fake):
+    root = fake.mountpoint
+    pf = sysfs.set_numvfs(root, sysfs.find_pf(root, "ens1f0"), 1)
+    fake.deny("bus/pci/drivers/vfio-pci/bind")
+    with pytest.raises(SriovError, match="(?i)vfio-pci/bind: permission denied"):
+        sysfs.bind_driver(root, pf.vfs[0], sysfs.VFIO_DRIVER)
+    vf = sysfs.read_pf(root, INTEL).vfs[0]
+    assert (vf.driver, vf.netdev, vf.driver_override) == ("iavf", "ens1f0v0", None)
+
+
+@needs_fuse
+def test_vf_in_use_by_a_vm_is_not_unbound(fake, tmp_path):
+    """Unbinding from vfio-pci while a process holds the VFIO group would block in the
+    kernel: the holder is found in /proc and named instead."""
+    root = fake.mountpoint
+    pf = sysfs.set_numvfs(root, sysfs.find_pf(root, "ens1f0"), 1)
+    vf = sysfs.bind_driver(root, pf.vfs[0], sysfs.VFIO_DRIVER, str(tmp_path))
+    group = tmp_path / str(vf.iommu_group)
+    group.write_text("")
+    with open(group) as held:                   # this process stands in for QEMU
+        assert held.readable()
+        with pytest.raises(SriovError, match=f"open in process {os.getpid()} .*stop the VM"):
+            sysfs.bind_driver(root, vf, "iavf", str(tmp_path))
+    assert sysfs.read_pf(root, INTEL).vfs[0].driver == "vfio-pci"
+    assert sysfs.bind_driver(root, vf, "iavf", str(tmp_path)).driver == "iavf"
+
+
 # --- netlink messages -------------------------------------------------------------------
 
 def decode_setlink(data: bytes) -> tuple[int, list[tuple[int, tuple]]]:

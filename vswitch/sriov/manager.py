@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vswitch.config import ConfigStore
-from vswitch.sriov import netlink, pools, sysfs
+from vswitch.sriov import netlink, pools, sysfs, vfio
 from vswitch.sriov.netlink import Rtnl, VfNetlinkError, VfState
 from vswitch.sriov.store import Assignment, SriovStore, StoreError
 from vswitch.sriov.sysfs import PF, VF, SriovError
@@ -46,8 +46,10 @@ class SriovManager:
     def __init__(self, config: ConfigStore, root: str = sysfs.DEFAULT_ROOT,
                  rtnl: Rtnl | None = None,
                  ifindex_of: Callable[[str], int] = socket.if_nametoindex,
-                 add_port: AddPort | None = None, del_port: DelPort | None = None) -> None:
+                 add_port: AddPort | None = None, del_port: DelPort | None = None,
+                 vfio_dir: str = vfio.DEFAULT_DEV_DIR) -> None:
         self.root = root
+        self.vfio_dir = vfio_dir
         self.store = SriovStore(config)
         self.config = config
         self.rtnl = rtnl or Rtnl()
@@ -266,7 +268,7 @@ class SriovManager:
         try:
             self._set(the_pf, the_vf, desired)
             if vfio:
-                sysfs.bind_driver(self.root, the_vf, sysfs.VFIO_DRIVER)
+                sysfs.bind_driver(self.root, the_vf, sysfs.VFIO_DRIVER, self.vfio_dir)
             if bridge is not None:
                 self._add_port(bridge, the_vf.representor,
                                {"vm-id": vm_id, "sriov-vf": the_vf.pci})
@@ -291,7 +293,7 @@ class SriovManager:
         if a.original_driver is not None or a.driver is not None:
             try:
                 now = sysfs.read_vf(self.root, vf.index, vf.pci)
-                sysfs.bind_driver(self.root, now, a.original_driver)
+                sysfs.bind_driver(self.root, now, a.original_driver, self.vfio_dir)
             except SriovError as e:
                 problems.append(str(e))
         if a.original:
@@ -373,7 +375,7 @@ class SriovManager:
                 self._set(pf, vf, a.desired)
                 changed.append("config")
         if a.driver is not None and vf.driver != a.driver:
-            sysfs.bind_driver(self.root, vf, a.driver)
+            sysfs.bind_driver(self.root, vf, a.driver, self.vfio_dir)
             changed.append("driver")
         if changed:
             self.counters["reapplied"] += 1

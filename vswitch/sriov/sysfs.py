@@ -24,6 +24,8 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 
+from vswitch.sriov import vfio
+
 DEFAULT_ROOT = "/sys"
 _PCI_ADDR = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
 _REPRESENTOR = re.compile(r"(?:c\d+)?pf(\d+)vf(\d+)")
@@ -325,27 +327,51 @@ def set_numvfs(root: str, pf: PF, count: int, autoprobe: bool | None = None) -> 
     return read_pf(root, pf.pci)
 
 
-def bind_driver(root: str, vf: VF, driver: str | None) -> VF:
-    """Move a VF to `driver` (None: no driver) through driver_override, unbind,
-    drivers_probe; clearing the override afterwards unless the target is vfio-pci,
-    whose binding must survive a later reprobe.  Returns the VF as read back."""
+def bind_driver(root: str, vf: VF, driver: str | None,
+                vfio_dir: str = vfio.DEFAULT_DEV_DIR) -> VF:
+    """Move a VF to `driver` (None: no driver): unbind, driver_override, bind; the
+    override is cleared afterwards unless the target is vfio-pci, whose binding must
+    survive a later reprobe.  A VF whose VFIO group is open (a running VM) is not
+    moved away from vfio-pci.  If a step fails, the VF is put back on the driver it
+    had.  Returns the VF as read back."""
     dev = pci_dir(root, vf.pci)
+    override = os.path.join(dev, "driver_override")
     what = f"VF {vf.pci}: bind to {driver or 'no driver'}"
     if driver is not None and not os.path.isdir(_path(root, "bus/pci/drivers", driver)):
         hint = " (modprobe vfio-pci)" if driver == VFIO_DRIVER else ""
         raise SriovError(f"{what}: driver {driver} is not loaded{hint}")
     if vf.driver == driver:
         return read_vf(root, vf.index, vf.pci)
-    if vf.driver is not None:
-        _write(_path(root, "bus/pci/drivers", vf.driver, "unbind"), vf.pci, what)
-    if driver is not None:
-        _write(os.path.join(dev, "driver_override"), f"{driver}\n", what)
-        _write(_path(root, "bus/pci/drivers", driver, "bind"), vf.pci, what)
-        if driver != VFIO_DRIVER:
-            _write(os.path.join(dev, "driver_override"), "\n", what)
-    else:
-        _write(os.path.join(dev, "driver_override"), "\n", what)
+    if vf.driver == VFIO_DRIVER and vf.iommu_group is not None:
+        pids = vfio.holders(vf.iommu_group, vfio_dir)
+        if pids:
+            raise SriovError(f"{what}: {vfio_dir}/{vf.iommu_group} is open in process "
+                             f"{', '.join(map(str, pids))} (stop the VM first)")
+    try:
+        if vf.driver is not None:
+            _write(_path(root, "bus/pci/drivers", vf.driver, "unbind"), vf.pci, what)
+        if driver is not None:
+            _write(override, f"{driver}\n", what)
+            _write(_path(root, "bus/pci/drivers", driver, "bind"), vf.pci, what)
+            if driver != VFIO_DRIVER:
+                _write(override, "\n", what)
+        else:
+            _write(override, "\n", what)
+    except SriovError:
+        _rebind(root, vf, override)
+        raise
     back = read_vf(root, vf.index, vf.pci)
     if back.driver != driver:
         raise SriovError(f"{what}: the VF is bound to {back.driver or 'no driver'} after it")
     return back
+
+
+def _rebind(root: str, vf: VF, override: str) -> None:
+    """Best effort after a failed move: the old override, the old driver."""
+    try:
+        _write(override, f"{vf.driver_override or ''}\n", "restore")
+        now = read_vf(root, vf.index, vf.pci)
+        if now.driver is None and vf.driver is not None:
+            _write(_path(root, "bus/pci/drivers", vf.driver, "bind"), vf.pci, "restore")
+    except SriovError:
+        pass                            # the caller's error says what failed first
