@@ -70,6 +70,8 @@ def test_vf_lifecycle_through_vswitchctl(sr):
     e.fails("vf", "pool-add", "bad", "--vendor", "zz", match="bad vendor id")
     (pool,) = e.json("vf", "pools")
     assert (pool["total"], pool["free"]) == (2, 2)
+    assert e.out("vf", "pools").splitlines()[0] == \
+        f"mlx: 2 free of 2  pfNames={e.pf}#0-1  vendors=15b3"
 
     br = e.add_br()
     a = e.json("vf", "assign", "vm-1", "--pool", "mlx", "--vfio", "--bridge", br)
@@ -140,3 +142,11 @@ def test_bad_requests_leave_the_daemon_serving(sr):
         assert reply["error"]["code"] == -32000
     assert e.json("vf", "list")["assignments"] == []
     assert json.loads(e.out("--format", "json", "vf", "pools")) == []
+    # the representor of VF 2 is not a real device: the bridge refuses it, and the
+    # assignment is undone (vfio-pci binding included)
+    e.ctl("vf", "set-numvfs", sr.pf, "3")
+    br = e.add_br()
+    e.fails("vf", "assign", "vm-3", "--vf", f"{sr.pf}#2", "--vfio", "--bridge", br,
+            match=f"cannot add port {e.topo.tag}r2")
+    assert vfs_of(e, sr.pf)[2]["driver"] == "mlx5_core"
+    assert e.json("vf", "list")["assignments"] == [] and e.json("show")[0]["ports"] == []

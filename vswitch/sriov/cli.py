@@ -177,7 +177,8 @@ def pools(ctx):
     """Pools, their selectors and their VFs (free or whose)."""
     def text(r):
         for p in r:
-            yield f"{p['name']}: {p['free']} free of {p['total']}  selectors {p['selectors']}"
+            sel = "  ".join(f"{k}={','.join(v)}" for k, v in sorted(p["selectors"].items()))
+            yield f"{p['name']}: {p['free']} free of {p['total']}  {sel}"
             for v in p["vfs"]:
                 yield f"  {v['pci']} {v['pf']}#{v['index']}  " + (
                     f"VM {v['vm_id']}" if v["vm_id"] else "free")

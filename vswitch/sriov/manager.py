@@ -273,7 +273,7 @@ class SriovManager:
                 self._add_port(bridge, the_vf.representor,
                                {"vm-id": vm_id, "sriov-vf": the_vf.pci})
                 self.store.update(the_vf.pci, bridge=bridge, port=the_vf.representor)
-        except (SriovError, VfNetlinkError, ValueError) as e:
+        except Exception as e:                # whatever failed (the bridge too): undo all
             self.counters["assign_failed"] += 1
             undo = self._undo(the_pf, the_vf, self.store.get(the_vf.pci))
             self.store.delete(the_vf.pci)
