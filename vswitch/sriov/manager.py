@@ -236,6 +236,8 @@ class SriovManager:
         desired = self._valid(config)
         if (pool is None) == (vf is None):
             raise SriovError("assign needs exactly one of a pool or a VF")
+        if pool is not None:
+            pools.check_pool_name(pool)
         if bridge is not None and self._add_port is None:
             raise SriovError("representor ports need the daemon's bridges")
         with self.config.transaction():

@@ -293,6 +293,8 @@ def set_numvfs(root: str, pf: PF, count: int, autoprobe: bool | None = None) -> 
     VFs were removed, the old count is written back."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise SriovError(f"numvfs must be a non-negative integer, not {count!r}")
+    if autoprobe is not None and not isinstance(autoprobe, bool):
+        raise SriovError(f"autoprobe must be true or false, not {autoprobe!r}")
     if count > pf.totalvfs:
         raise SriovError(f"{pf.netdev or pf.pci}: {count} VFs requested, the device "
                          f"supports at most {pf.totalvfs} (sriov_totalvfs)")
