@@ -15,8 +15,8 @@ kernel where the code depends on it:
                         the VF driver, with a netdev, when sriov_drivers_autoprobe is 1)
     driver_override     stored ("(null)" when cleared)
     drivers/X/unbind    ENODEV unless bound to X; removes the VF's netdev
-    drivers/X/bind      ENODEV if the device's driver_override names another driver;
-                        EBUSY if already bound
+    drivers/X/bind      ENODEV if the device is bound already, if its driver_override
+                        names another driver, or for vfio-pci without an override
     deny(path)          makes opening that path for writing fail with EACCES
 
 Real SR-IOV is not emulated beyond that: no config space, no VF traffic.
@@ -299,11 +299,15 @@ class FakeSysfs:
         dev = self._dev(pci)
         if dev not in self.nodes:
             raise OSError(errno.ENODEV, "no such device")
+        # bind_store: a device that has a driver, or that the driver does not match,
+        # is ENODEV; vfio-pci has no id table, so only driver_override matches it
         override = self.read(f"{dev}/driver_override").strip()
         if override not in ("(null)", driver):
             raise OSError(errno.ENODEV, "driver_override names another driver")
+        if override == "(null)" and driver == "vfio-pci":
+            raise OSError(errno.ENODEV, "vfio-pci matches no id without driver_override")
         if self._bound(pci) is not None:
-            raise OSError(errno.EBUSY, "already bound")
+            raise OSError(errno.ENODEV, "already bound")
         self._attach(pci, driver)
         physfn = self.nodes.get(f"{dev}/physfn")
         if physfn is not None and driver != "vfio-pci":
