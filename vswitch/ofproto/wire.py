@@ -412,7 +412,18 @@ def _unpack_instruction(r: _Reader) -> tuple[int, object]:
     raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_UNKNOWN_INST), f"instruction type {t}")
 
 
+# Controllers send the same instructions with many matches: decoded instruction lists
+# (immutable tuples) are kept by their bytes.  Refused ones are not kept.
+_INSTRUCTION_CACHE: dict[bytes, tuple] = {}
+_INSTRUCTION_CACHE_MAX = 1024
+
+
 def _unpack_instructions(r: _Reader) -> tuple:
+    raw = r.buf[r.pos:r.end]
+    cached = _INSTRUCTION_CACHE.get(raw)
+    if cached is not None:
+        r.pos = r.end
+        return cached
     out, seen = [], set()
     while r.left:
         t, inst = _unpack_instruction(r)
@@ -420,7 +431,10 @@ def _unpack_instructions(r: _Reader) -> tuple:
             raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_DUP_INST), f"instruction {t} twice")
         seen.add(t)
         out.append(inst)
-    return tuple(out)
+    if len(_INSTRUCTION_CACHE) >= _INSTRUCTION_CACHE_MAX:
+        _INSTRUCTION_CACHE.clear()
+    _INSTRUCTION_CACHE[raw] = result = tuple(out)
+    return result
 
 
 # --- buckets and bands -----------------------------------------------------------------
