@@ -112,7 +112,6 @@ _S = struct.Struct
 _HDR = _S("!BBHI")
 _U16 = _S("!H")
 _U32 = _S("!I")
-_U64 = _S("!Q")
 _TL = _S("!HH")
 
 
@@ -129,7 +128,6 @@ def _cstr(text: str, size: int) -> bytes:
 # --- OXM match fields ----------------------------------------------------------------
 
 ONF_EXPERIMENTER = 0x4F4E4600
-NX_VENDOR_ID = 0x00002320
 
 # field name -> (oxm_class, oxm_field, experimenter id or None).  One line per field;
 # names not (yet) in ofp.FIELDS are left out.
