@@ -522,5 +522,11 @@ def dpif_stats(ctx, bridge):
          for i, t in enumerate(r["threads"])])
 
 
+# SR-IOV commands live in their own module; imported here, after call/out exist.
+from vswitch.sriov.cli import vf as _vf  # noqa: E402
+
+main.add_command(_vf)
+
+
 if __name__ == "__main__":
     sys.exit(main())

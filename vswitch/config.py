@@ -606,3 +606,10 @@ class ConfigStore:
                                 "controllers": self.get_controllers(br.name), "ports": ports})
             return {"schema_version": self.schema_version, "bridges": bridges,
                     "ssl": self.get_ssl()}
+
+    @contextmanager
+    def connection(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The SQLite connection inside a transaction (joining an open `transaction()`
+        block), for modules that keep their own tables here (vswitch.sriov.store)."""
+        with self._tx(write) as db:
+            yield db
