@@ -154,6 +154,9 @@ def connect(switch, controller, topo, n_hosts: int = 3):
     # fast probes and reconnects, so that losing and regaining the controller takes seconds
     switch.tune_channel(1000, 1000)
     controller.wait(lambda st: st["switches"] and st["flows_installed"] >= 1)
+    # the controller has sent its table-miss flow; wait until the switch has it
+    assert wait_for(lambda: any("priority=0 actions=CONTROLLER" in f
+                                for f in app_flows(switch)), 10), switch.log()
     return hosts
 
 
@@ -245,7 +248,8 @@ def test_standalone_mode_falls_back_to_normal_and_controller_regains_control(
     assert pings_until(h3, h2.ip, True, 10), switch.log()
     st = controller.wait(lambda st: st["packet_ins"] > 0)
     # the new controller learned h3 from a packet-in and installed the flow for h2's reply
-    assert any(f"dl_src={h2.mac},dl_dst={h3.mac}" in f for f in app_flows(switch)), st
+    assert wait_for(lambda: any(f"dl_src={h2.mac},dl_dst={h3.mac}" in f
+                                for f in app_flows(switch)), 5), (st, app_flows(switch))
 
 
 def test_roles_master_slave_and_stale_generation(switch, controller, topo, tmp_path):
@@ -277,7 +281,8 @@ def test_roles_master_slave_and_stale_generation(switch, controller, topo, tmp_p
         before = controller.state()["packet_ins"]
         switch.ofctl("del-flows", switch.target, f"cookie={COOKIE}/-1,dl_dst={h1.mac}")
         assert pings_until(h2, h1.ip, True, 10)
-        assert controller.state()["packet_ins"] > before
+        # (the stale controller, equal now, may answer first: wait for the master's count)
+        controller.wait(lambda st: st["packet_ins"] > before, timeout=5)
         assert slave.state()["packet_ins"] == 0
     finally:
         slave.stop()
