@@ -122,9 +122,11 @@ class Controller:
             self.loop.run_forever()
         finally:
             server.close()
-            for task in asyncio.all_tasks(self.loop):
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
                 task.cancel()
-            self.loop.run_until_complete(asyncio.sleep(0))
+            # let every connection task finish its cancellation before the loop closes
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self.loop.close()
 
     # --- one switch --------------------------------------------------------------
