@@ -22,7 +22,7 @@ import time
 import ofmsgs
 import pytest
 from ofmsgs import Client
-from ofswitch import switch_fixture
+from switch_under_test import switch_fixture
 from test_daemon import _SKIP
 
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")

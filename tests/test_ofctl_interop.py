@@ -5,7 +5,7 @@ and the switch's OpenFlow errors as ovs-ofctl reports them.
 
 Every test runs against vswitch and, where Debian's openvswitch-switch is
 installed, against Open vSwitch 3.1 itself with the same expectations (the
-`switch` fixture, tests/ofswitch.py).
+`switch` fixture, tests/switch_under_test.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 
 import pytest
 from nettopo import Sniffer, Topology, reap_stale
-from ofswitch import switch_fixture, wait_listening
+from switch_under_test import switch_fixture, wait_listening
 from test_daemon import _SKIP
 
 pytestmark = [

@@ -30,7 +30,7 @@ import time
 
 import pytest
 from nettopo import Topology, ping, reap_stale
-from ofswitch import switch_fixture, wait_listening
+from switch_under_test import switch_fixture, wait_listening
 from test_daemon import _SKIP
 
 from benches.ovs_switch import free_port
