@@ -325,6 +325,17 @@ def test_packet_out_leaves_on_the_port(switch, hosts):
         got = s1.frames(wait=1.0, match=lambda f: tag in f)
         assert [f for f, _ in got] == [bytes.fromhex("0200000000bb") + frame[6:]]
         assert not s2.frames(wait=0.2, match=lambda f: tag in f)
+    # the port counters saw them leave
+    deadline = time.monotonic() + 3
+    while not all((tx := port_tx_packets(switch)).get(p, 0) >= 1 for p in (1, 2)):
+        assert time.monotonic() < deadline, tx
+        time.sleep(0.1)
+
+
+def port_tx_packets(switch) -> dict[int, int]:
+    out = switch.ofctl("dump-ports", switch.target).stdout
+    return {int(p): int(n) for p, n in
+            re.findall(r"port +(\d+): rx pkts=.*\n\s+tx pkts=(\d+)", out)}
 
 
 # --- punix ---------------------------------------------------------------------------
