@@ -134,11 +134,18 @@ def test_broken_framing_closes_only_that_connection(switch):
                      ofmsgs.echo_request(9) + struct.pack("!BBHI", 4, 14, 4, 2)
                      + rng.randbytes(64)):
             c = Client(switch.port)
+            local = "{}:{}".format(*c.sock.getsockname())
             try:
                 c.send(junk)
                 assert c.closed_by_peer(5), f"switch kept a connection after {junk[:8].hex()}"
             finally:
                 c.close()
+            if switch.kind == "vswitch":       # and says why, naming the peer
+                said = rf"{re.escape(local)}\b.*(bad framing|length)"
+                deadline = time.monotonic() + 3
+                while not re.search(said, switch.log()):
+                    assert time.monotonic() < deadline, switch.log()[-2000:]
+                    time.sleep(0.05)
             other.echo(rng.randrange(1 << 32), b"still here")
         # a connection that vanishes mid-message does not disturb the others either
         c = Client(switch.port)
