@@ -142,7 +142,7 @@ def list_br(ctx):
 @click.argument("bridge")
 @click.argument("port")
 @click.option("--type", "ptype", type=click.Choice(["system", "tap", "internal", "patch",
-                                                    "afxdp"]), default="system")
+                                                    "afxdp", "vxlan"]), default="system")
 @click.option("--tag", type=click.IntRange(0, 4095), help="access VLAN")
 @click.option("--trunks", help="trunk VLANs, e.g. 10,20")
 @click.option("--option", "options", multiple=True, help="KEY=VALUE, e.g. peer=p1")
@@ -151,7 +151,8 @@ def list_br(ctx):
 @click.option("--may-exist", is_flag=True)
 @click.pass_context
 def add_port(ctx, bridge, port, ptype, tag, trunks, options, external_ids, ofport, may_exist):
-    """Add a port: system (existing device), tap, internal, patch."""
+    """Add a port: system (existing device), tap, internal, patch, afxdp,
+    vxlan (--option remote_ip=A.B.C.D --option key=VNI|flow ...)."""
     n = call(ctx, "add-port", bridge=bridge, port=port, type=ptype, tag=tag,
              trunks=int_list(trunks), options=kv(options, "--option"),
              external_ids=kv(external_ids, "--external-id"), ofport=ofport,
@@ -435,6 +436,31 @@ def dpif_stats(ctx, bridge):
         lambda r: [f"{k}: {v}" for k, v in r["datapath"].items()] +
         [f"thread {i}: " + ", ".join(f"{k}={v}" for k, v in t.items())
          for i, t in enumerate(r["threads"])])
+
+
+def _tunnels_text(r):
+    for t in r:
+        u = t["underlay"]
+        c = t["counters"]
+        yield (f"{t['bridge']} {t['name']} (ofport {t['ofport']}): vxlan remote {t['remote_ip']}"
+               f" local {t['local_ip']} key {t['key']} dst_port {t['dst_port']},"
+               f" link {t['link']}, mtu {t['mtu']}")
+        if u.get("resolved"):
+            yield (f"    underlay: via {u['egress']} next hop {u['next_hop']} "
+                   f"({u['next_hop_mac']}) from {u['src_ip']}, MTU {u['underlay_mtu']}")
+        else:
+            yield f"    underlay: unresolved ({u.get('why')})"
+        yield "    " + ", ".join(f"{k}={v}" for k, v in c.items()
+                               if k not in ("resolved", "ifindex", "underlay_mtu"))
+
+
+@main.command("tunnel-show")
+@format_option
+@click.argument("bridge", required=False)
+@click.pass_context
+def tunnel_show(ctx, bridge):
+    """Tunnel ports: remote, underlay route, effective MTU, per-remote counters."""
+    out(ctx, call(ctx, "tunnel-show", bridge=bridge), _tunnels_text)
 
 
 if __name__ == "__main__":

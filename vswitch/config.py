@@ -65,6 +65,9 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (bridge_id, position),
             UNIQUE (bridge_id, target))""",
     ],
+    [  # version 2: VXLAN tunnel ports
+        "INSERT INTO port_types VALUES ('vxlan')",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -360,6 +360,10 @@ class Daemon:
         br = self.bridge(bridge)
         return {"datapath": br.dp.stats(), "threads": br.dp.thread_stats()}
 
+    def tunnel_show(self, bridge: str | None = None):
+        names = [bridge] if bridge is not None else sorted(self.bridges)
+        return [{"bridge": n, **t} for n in names for t in self.bridge(n).tunnels()]
+
 
 METHODS = {
     "add-br": Daemon.add_br, "del-br": Daemon.del_br, "list-br": Daemon.list_br,
@@ -373,6 +377,7 @@ METHODS = {
     "dump-groups": Daemon.dump_groups, "dump-meters": Daemon.dump_meters,
     "group-mod": Daemon.group_mod, "meter-mod": Daemon.meter_mod,
     "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
+    "tunnel-show": Daemon.tunnel_show,
 }
 
 

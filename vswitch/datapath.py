@@ -33,6 +33,7 @@ PORT_TYPES = {
     "internal": lib.VS_DP_PORT_INTERNAL,
     "patch": lib.VS_DP_PORT_PATCH,
     "afxdp": lib.VS_DP_PORT_AFXDP,
+    "vxlan": lib.VS_DP_PORT_VXLAN,
 }
 PORT_TYPE_NAMES = {v: k for k, v in PORT_TYPES.items()}
 VLAN_MODES = {
@@ -110,6 +111,7 @@ def _fields(ctype: str) -> list[str]:
 _PORT_STATS = _fields("struct vs_dp_port_stats")
 _THREAD_STATS = _fields("struct vs_dp_thread_stats")
 _DP_STATS = _fields("struct vs_dp_stats")
+_VXLAN_STATS = _fields("struct vs_dp_vxlan_stats")
 
 
 def _raise(rc: int, err=None, what: str = "") -> None:
@@ -193,12 +195,13 @@ class Datapath:
                  ifindex: int = 0, mtu: int = 0, thread: int = -1, no_flood: bool = False,
                  up: bool = False, vlan_mode: str = "trunk", tag: int = 0, trunks=(),
                  peer: Datapath | None = None, peer_port: int = 0, queue: int = 0,
-                 xdp_mode: str = "auto") -> PortInfo:
+                 xdp_mode: str = "auto", vxlan=None) -> PortInfo:
         """Add a port.  system: an existing device by name or ifindex;
         tap/internal: a TAP device created by name (up=True brings it up);
         patch: peer datapath and the peer's patch port number; afxdp: an
         existing device by name or ifindex over AF_XDP, rx queue `queue`,
-        xdp_mode "auto" (native, else generic), "native" or "generic"."""
+        xdp_mode "auto" (native, else generic), "native" or "generic";
+        vxlan: a VxlanConfig (vswitch.tunnel), name is only a label."""
         pc = ffi.new("struct vs_dp_port_config *")
         pc.port_no = port_no
         pc.type = PORT_TYPES[type]
@@ -219,6 +222,17 @@ class Datapath:
         if peer is not None:
             pc.peer = peer.handle
             pc.peer_port = peer_port
+        if vxlan is not None:
+            vx = ffi.new("struct vs_dp_vxlan_config *")
+            vx.local_ip = vxlan.local_ip_bytes
+            vx.remote_ip = vxlan.remote_ip_bytes
+            vx.key = 0 if vxlan.key is None else vxlan.key
+            vx.key_flow = int(vxlan.key is None)
+            vx.dst_port = vxlan.dst_port
+            vx.tos = vxlan.tos
+            vx.ttl = vxlan.ttl
+            vx.df = int(vxlan.df_default)
+            pc.vxlan = vx                 # vx stays alive until the call returns
         err = ffi.new("struct vs_error *")
         _raise(lib.vs_dp_add_port(self.handle, pc, err), err, "add_port")
         if peer is not None:
@@ -255,6 +269,24 @@ class Datapath:
             xdp_mode=(XDP_MODE_NAMES.get(i.xdp_mode, str(i.xdp_mode))
                       if i.type == lib.VS_DP_PORT_AFXDP else ""),
             xdp_zerocopy=bool(i.xdp_zerocopy))
+
+    def set_vxlan_route(self, port_no: int, route) -> None:
+        """Give a vxlan port its outer headers' route (a tunnel.Route, or
+        None: unresolved, frames are dropped and counted)."""
+        r = ffi.new("struct vs_dp_vxlan_route *")
+        if route is not None:
+            r.ifindex = route.ifindex
+            r.mtu = route.mtu
+            r.src_mac = route.src_mac
+            r.dst_mac = route.dst_mac
+            r.src_ip = route.src_ip_bytes
+        _raise(lib.vs_dp_vxlan_set_route(self.handle, port_no, r), None,
+               f"set_vxlan_route {port_no}")
+
+    def vxlan_stats(self, port_no: int) -> dict[str, int]:
+        s = ffi.new("struct vs_dp_vxlan_stats *")
+        _raise(lib.vs_dp_vxlan_stats(self.handle, port_no, s), None, f"vxlan port {port_no}")
+        return {k: getattr(s, k) for k in _VXLAN_STATS}
 
     def port_numbers(self) -> list[int]:
         n = lib.vs_dp_port_list(self.handle, ffi.NULL, 0)

@@ -276,6 +276,7 @@ struct pkt_state {
     uint32_t in_port;
     uint32_t idx;                      /* index in the batch */
     const struct vs_key *key;          /* as parsed on arrival */
+    uint64_t tun_id;                   /* tunnel_id now (set_field changes it) */
     struct vs_layers L;
 };
 

@@ -154,6 +154,7 @@
 #define VS_DP_PORT_INTERNAL   3
 #define VS_DP_PORT_PATCH      4
 #define VS_DP_PORT_AFXDP      5        /* only if vs_dp_afxdp_available() */
+#define VS_DP_PORT_VXLAN      6        /* RFC 7348 tunnel: dp_port_vxlan.c */
 
 /* afxdp XDP attach modes (vs_dp_port_config.xdp_mode, vs_dp_port_info). */
 #define VS_DP_XDP_AUTO        0        /* native, generic if native fails */
@@ -174,6 +175,7 @@
 #define VS_DP_PORT_RESERVED   0xffffff00u
 
 struct vs_dp;
+struct vs_dp_vxlan_config;
 
 struct vs_dp_config {
     uint32_t n_threads;            /* poll threads; 0 = 1 */
@@ -206,6 +208,7 @@ struct vs_dp_port_config {
     uint32_t pad;
     uint32_t queue;                /* afxdp: the device's rx queue to bind (0 = first) */
     uint32_t xdp_mode;             /* afxdp: VS_DP_XDP_* */
+    const struct vs_dp_vxlan_config *vxlan;   /* vxlan: required */
 };
 
 struct vs_dp_port_info {
@@ -359,5 +362,60 @@ int vs_dp_afxdp_available(void);
 int vs_dp_gso_segment_test(const uint8_t *frame, uint32_t len, const uint8_t *vnet,
                            uint32_t mtu, uint8_t *out, uint32_t out_cap, uint32_t *lens,
                            uint32_t max_segs);
+
+/* ---- VXLAN tunnel ports (dp_port_vxlan.c; design in docs/datapath.md) ----
+ * Receive: a kernel UDP socket bound to local_ip:dst_port, read with
+ * recvmmsg; the VXLAN header is checked (flags word exactly 0x08000000,
+ * reserved byte zero), the sender must be remote_ip and the VNI the port's
+ * key (unless key_flow); the inner frame enters the pipeline with
+ * tunnel_id = VNI.  Anything else is counted (struct vs_dp_vxlan_stats) and
+ * dropped.  One vxlan port per (local_ip, dst_port) in a network namespace.
+ * Transmit: the outer Ethernet/IPv4/UDP/VXLAN headers are built per frame
+ * from the port's options and its route (egress device, MACs, source
+ * address, MTU), which the control plane resolves and pushes with
+ * vs_dp_vxlan_set_route (never resolved per packet), and sent with
+ * sendmmsg on an AF_PACKET socket of the egress device.  Until a route is
+ * set frames are dropped (tx_unresolved).  The outer UDP source port is a
+ * hash of the inner flow; the UDP checksum is zero (allowed over IPv4).
+ * The port's MTU (vs_dp_port_info.mtu) is the largest inner IP packet that
+ * fits: egress MTU - 50; longer inner frames count as tx_oversize. */
+struct vs_dp_vxlan_config {
+    uint8_t  local_ip[4];          /* receive address (0.0.0.0 = any) */
+    uint8_t  remote_ip[4];         /* the peer: outer destination, accepted source */
+    uint32_t key;                  /* VNI, 0..2^24-1, unless key_flow */
+    uint32_t key_flow;             /* 1: VNI = the flow's tunnel_id (low 24 bits) */
+    uint16_t dst_port;             /* UDP port, host order; 0 = 4789 */
+    uint8_t  tos;                  /* outer TOS byte */
+    uint8_t  ttl;                  /* outer TTL; 0 = 64 */
+    uint32_t df;                   /* 1: set DF in the outer header */
+};
+
+struct vs_dp_vxlan_route {
+    uint32_t ifindex;              /* egress device; 0 = unresolved */
+    uint32_t mtu;                  /* its MTU */
+    uint8_t  src_mac[6];           /* the egress device's address */
+    uint8_t  dst_mac[6];           /* the next hop's */
+    uint8_t  src_ip[4];            /* outer source address */
+};
+
+struct vs_dp_vxlan_stats {
+    uint64_t rx_packets;           /* decapsulated, handed to the pipeline */
+    uint64_t rx_short;             /* datagram shorter than VXLAN + Ethernet headers */
+    uint64_t rx_bad_header;        /* flags word or reserved bits wrong */
+    uint64_t rx_unknown_vni;       /* VNI is not the port's key */
+    uint64_t rx_unknown_remote;    /* sender is not remote_ip */
+    uint64_t rx_truncated;         /* datagram longer than the receive slot */
+    uint64_t tx_packets;           /* encapsulated and sent */
+    uint64_t tx_unresolved;        /* dropped: no route / next hop yet */
+    uint64_t tx_errors;            /* sendmmsg failures */
+    uint64_t route_updates;        /* vs_dp_vxlan_set_route calls */
+    uint32_t resolved;             /* a route is set */
+    uint32_t ifindex;              /* its egress device */
+    uint32_t underlay_mtu;
+    uint32_t pad;
+};
+
+int vs_dp_vxlan_set_route(struct vs_dp *, uint32_t port_no, const struct vs_dp_vxlan_route *);
+int vs_dp_vxlan_stats(struct vs_dp *, uint32_t port_no, struct vs_dp_vxlan_stats *);
 
 #endif /* VSWITCH_DATAPATH_H */

@@ -41,6 +41,12 @@ struct dp_port_ops {
     /* The fd reported EPOLLERR/EPOLLHUP (owner thread, under the read lock). */
     void (*error)(struct dp_port *);
     void (*close)(struct dp_port *);
+    /* Tunnel ports only (NULL elsewhere).  rx_meta: after rx, the tunnel_id
+     * of each of the n frames it returned.  tx_tun: tx, with each frame's
+     * tunnel_id. */
+    void (*rx_meta)(struct dp_port *, uint64_t *tun_ids, uint32_t n);
+    void (*tx_tun)(struct dp_port *, const uint8_t *const *frames, const uint32_t *lens,
+                   const uint64_t *tun_ids, uint32_t n);
 };
 
 struct dp_port {
@@ -78,6 +84,12 @@ int dp_afxdp_open(struct vs_dp *, struct dp_port *, const struct vs_dp_port_conf
                   struct vs_error *);
 void dp_afxdp_poll_stats(struct dp_port *);      /* control thread, read lock */
 void dp_afxdp_info(struct dp_port *, struct vs_dp_port_info *);
+/* dp_port_vxlan.c */
+int dp_vxlan_open(struct vs_dp *, struct dp_port *, const struct vs_dp_port_config *,
+                  struct vs_error *);
+/* Hold g_mutex (dp.c): a port-table writer that is not in dp.c. */
+void dp_global_lock(void);
+void dp_global_unlock(void);
 
 /* dp_util.c: netdev ioctls (0 or -errno) and frame helpers. */
 int dp_netdev_name(uint32_t ifindex, char name[VS_DP_NAME_LEN]);
@@ -143,6 +155,7 @@ struct dp_tx {
     const uint8_t *data;
     uint32_t len;
     uint32_t in_port;                  /* for TABLE re-injection */
+    uint64_t tun_id;                   /* the emit's tunnel_id (tunnel ports) */
 };
 
 struct dp_chunk;
@@ -159,6 +172,8 @@ struct dp_level {
     const uint8_t *frames[VS_MAX_BATCH];
     uint32_t lens[VS_MAX_BATCH];
     uint32_t in_ports[VS_MAX_BATCH];
+    uint64_t tun_ids[VS_MAX_BATCH];    /* tunnel_id each frame arrived with */
+    uint64_t cur_tun;                  /* tunnel_id of the emit being staged */
 };
 
 struct dp_thread {

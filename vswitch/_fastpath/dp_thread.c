@@ -108,7 +108,8 @@ void dp_stage_tx(struct dp_level *L, struct vs_dp *dp, struct dp_port *p, const 
         L->tx = n;
         L->cap_tx = cap;
     }
-    L->tx[L->n_tx++] = (struct dp_tx){.port = p, .data = data, .len = len, .in_port = in_port};
+    L->tx[L->n_tx++] = (struct dp_tx){.port = p, .data = data, .len = len, .in_port = in_port,
+                                      .tun_id = L->cur_tun};
 }
 
 static bool holds(const struct dp_thread *t, const struct vs_dp *dp)
@@ -186,6 +187,7 @@ static void inject(struct dp_thread *t, struct vs_dp *dp, unsigned d, uint32_t i
         N->frames[k] = x->data;
         N->lens[k] = x->len;
         N->in_ports[k] = table ? x->in_port : p->peer_port;
+        N->tun_ids[k] = x->tun_id;     /* tunnel metadata crosses patch ports */
         bytes += x->len;
         if (++k == VS_MAX_BATCH) {
             deliver(t, p, pp, peer, d + 1, k, bytes);
@@ -201,12 +203,22 @@ out:
         pthread_rwlock_unlock(&peer->lock);
 }
 
+static void port_tx(struct dp_port *p, const uint8_t *const *fr, const uint32_t *ln,
+                    const uint64_t *tn, uint32_t k)
+{
+    if (p->ops->tx_tun)
+        p->ops->tx_tun(p, fr, ln, tn, k);
+    else
+        p->ops->tx(p, fr, ln, k);
+}
+
 /* Send everything staged at level d, one tx call per port (in order). */
 static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
 {
     struct dp_level *L = &t->lv[d];
     const uint8_t *fr[TXB];
     uint32_t ln[TXB];
+    uint64_t tn[TXB];
     for (uint32_t i = 0; i < L->n_tx; i++) {
         struct dp_port *p = L->tx[i].port;
         if (!p)
@@ -228,13 +240,14 @@ static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
             }
             fr[k] = x->data;
             ln[k] = x->len;
+            tn[k] = x->tun_id;
             if (++k == TXB) {
-                p->ops->tx(p, fr, ln, k);
+                port_tx(p, fr, ln, tn, k);
                 k = 0;
             }
         }
         if (k)
-            p->ops->tx(p, fr, ln, k);
+            port_tx(p, fr, ln, tn, k);
         if (oversize) {
             DP_ADD(&p->st.tx_oversize, oversize);
             DP_ADD(&p->st.tx_dropped, oversize);
@@ -257,7 +270,8 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
         return;
     }
     struct vs_batch_result res;
-    if (vs_process_batch(L->ctx, pl, L->frames, L->lens, L->in_ports, n, &res) < 0)
+    if (vs_process_batch_tun(L->ctx, pl, L->frames, L->lens, L->in_ports, L->tun_ids, n,
+                             &res) < 0)
         return;
     uint64_t now = dp_now_ns();
     L->n_tx = 0;
@@ -283,6 +297,7 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
     for (uint32_t i = 0; i < res.n_emits; i++) {
         const struct vs_emit *e = &res.emits[i];
         uint32_t in_port = L->in_ports[e->pkt];
+        L->cur_tun = e->tunnel_id;
         if (e->port == VS_OFPP_NORMAL) {
             dp_normal(t, L, dp, in_port, e->data, e->len, now);
         } else if (table_ok && e->port == VS_DP_PORT_RESERVED) {
@@ -343,8 +358,12 @@ static uint32_t poll_round(struct dp_thread *t)
             continue;
         uint32_t m = p->ops->rx(p, L->frames, L->lens, dp->cfg.batch_size);
         if (m) {
-            for (uint32_t i = 0; i < m; i++)
+            for (uint32_t i = 0; i < m; i++) {
                 L->in_ports[i] = p->port_no;
+                L->tun_ids[i] = 0;
+            }
+            if (p->ops->rx_meta)
+                p->ops->rx_meta(p, L->tun_ids, m);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);

@@ -97,6 +97,7 @@ static void emit_port(struct exec_ctx *x, struct pkt_state *ps, uint32_t port)
     e->queue = ps->queue;
     e->len = ps->len;
     e->data = ps->data;
+    e->tunnel_id = ps->tun_id;
     ps->emitted = 1;
     x->stats->emits++;
 }
@@ -224,6 +225,10 @@ static void set_field(struct exec_ctx *x, struct pkt_state *ps, uint32_t f, cons
     int cs = CS_NONE;
     uint8_t buf[16];
 
+    if (f == VS_F_TUNNEL_ID) {             /* metadata: travels with the emit */
+        ps->tun_id = be64(v);
+        return;
+    }
     switch (f) {
     case VS_F_ETH_DST: case VS_F_ETH_SRC:
         if (!(k->present & VS_PRESENT_L2))

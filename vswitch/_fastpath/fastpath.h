@@ -517,6 +517,7 @@ struct vs_emit {
     uint32_t queue;            /* set_queue, 0 by default */
     uint32_t len;
     const uint8_t *data;
+    uint64_t tunnel_id;        /* the packet's tunnel_id when it was output */
 };
 /* A frame for the controller (CONTROLLER action, table-miss entry with
  * output:CONTROLLER, invalid TTL). */
@@ -568,6 +569,14 @@ int vs_process_batch(struct vs_context *, struct vs_pipeline *,
                      const uint8_t *const *frames, const uint32_t *lens,
                      const uint32_t *in_ports, uint32_t n,
                      struct vs_batch_result *out);
+
+/* The same, with the tunnel_id each frame arrived with (a tunnel port's VNI;
+ * tun_ids NULL = all zero): it is matchable as tunnel_id and, changed or
+ * not by set_field, comes back in each emit's tunnel_id. */
+int vs_process_batch_tun(struct vs_context *, struct vs_pipeline *,
+                         const uint8_t *const *frames, const uint32_t *lens,
+                         const uint32_t *in_ports, const uint64_t *tun_ids, uint32_t n,
+                         struct vs_batch_result *out);
 
 /* Benchmark helper: run the same batch `rounds` times in C and return the
  * elapsed nanoseconds (no per-batch call overhead from Python). */

@@ -1,0 +1,254 @@
+"""Multi-host topologies for tunnel tests: each "host" is a network namespace
+running its own vswitchd (own state directory and control socket); hosts
+share an underlay L2 segment (a Linux bridge in a namespace of its own);
+"VMs" are namespaces whose veth peer sits in a host's namespace, on that
+host's vswitch bridge.
+
+    with Fabric() as f:
+        h1, h2 = f.host(), f.host()
+        vm1, vm2 = f.vm(h1), f.vm(h2)
+        f.tunnel(h1, h2, key=5000); f.tunnel(h2, h1, key=5000)
+        assert ping(vm1, vm2.ip)
+
+Everything (namespaces, daemons, state directories) goes away on close,
+also after a failure.  Names come from nettopo.Topology (prefix + random).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from click.testing import CliRunner
+from nettopo import Host, Topology, disable_ipv6
+from pyroute2 import NetNS
+
+from vswitch import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+def _alive(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_for(cond, timeout: float = 5.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return bool(cond())
+
+
+@dataclass
+class VsHost:
+    """A hypervisor host: a namespace, its underlay address and its vswitchd."""
+    ns: Host                        # ns.ns is the namespace; ns.ip the underlay address
+    dir: str
+    bridge: str
+    proc: subprocess.Popen | None = None
+
+    @property
+    def ip(self) -> str:
+        return self.ns.ip
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.dir, "vswitchd.log")
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-20000:]
+        except OSError:
+            return ""
+
+
+class Fabric:
+    def __init__(self, prefix: str = "vx") -> None:
+        self.topo = Topology(prefix)
+        self.runner = CliRunner()
+        self.hosts: list[VsHost] = []
+        self.sub = random.randrange(16, 250)          # 10.<sub>.0.0/24: the VMs
+        self.usub = random.randrange(16, 250)         # 172.<usub>.0.0/24: the underlay
+        self._switch = None                           # the underlay switch namespace
+        self._n_vm = 0
+
+    def __enter__(self) -> Fabric:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- building ------------------------------------------------------------
+
+    def _underlay(self) -> Host:
+        if self._switch is None:
+            sw = self.topo.add_host(None)
+            with NetNS(sw.ns) as n:
+                n.link("add", ifname="usw", kind="bridge")
+                (idx,) = n.link_lookup(ifname="usw")
+                n.link("set", index=idx, state="up")
+            disable_ipv6("usw", sw.ns)
+            self._switch = sw
+        return self._switch
+
+    def _plug_underlay(self, root_end: str, name: str) -> None:
+        sw = self._underlay()
+        self.topo.move_into(root_end, sw, new_name=name)
+        with NetNS(sw.ns) as n:
+            (br,) = n.link_lookup(ifname="usw")
+            (idx,) = n.link_lookup(ifname=name)
+            n.link("set", index=idx, master=br)
+
+    def underlay_ip(self, i: int) -> str:
+        return f"172.{self.usub}.0.{i}"
+
+    def host(self, mtu: int | None = None, start: bool = True) -> VsHost:
+        """A namespace on the underlay (eth0, 172.x.0.N/24) with a vswitchd
+        and bridge br0-like `<tag>bN`."""
+        i = len(self.hosts) + 1
+        h = self.topo.add_host(f"{self.underlay_ip(i)}/24", mtu=mtu)
+        self._plug_underlay(h.port, f"u{i}")
+        vh = VsHost(ns=h, dir=tempfile.mkdtemp(prefix="vsx"), bridge=self.topo.name(f"b{i}"))
+        self.hosts.append(vh)
+        if start:
+            self.start(vh)
+            self.ctl(vh, "add-br", vh.bridge)
+        return vh
+
+    def plain_host(self, mtu: int | None = None) -> Host:
+        """A namespace on the underlay without vswitchd (for kernel peers)."""
+        i = len(self.hosts) + 1
+        h = self.topo.add_host(f"{self.underlay_ip(i)}/24", mtu=mtu)
+        self._plug_underlay(h.port, f"u{i}")
+        self.hosts.append(VsHost(ns=h, dir=tempfile.mkdtemp(prefix="vsx"), bridge=""))
+        return h
+
+    def start(self, h: VsHost) -> None:
+        sock = os.path.join(h.dir, "vswitchd.sock")
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": REPO + (os.pathsep + path if path else "")}
+        with open(h.log_path, "ab") as log:
+            h.proc = subprocess.Popen(
+                ["ip", "netns", "exec", h.ns.ns, sys.executable, "-m", "vswitch.daemon",
+                 "--state-dir", h.dir, "--log-level", "debug"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _alive(sock):
+            if h.proc.poll() is not None:
+                raise RuntimeError(f"vswitchd exited with {h.proc.returncode}:\n{h.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"vswitchd did not start:\n{h.log()}")
+            time.sleep(0.02)
+
+    def stop(self, h: VsHost) -> int | None:
+        if h.proc is None:
+            return None
+        if h.proc.poll() is None:
+            h.proc.send_signal(signal.SIGTERM)
+            try:
+                h.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                h.proc.kill()
+                h.proc.wait()
+        rc = h.proc.returncode
+        h.proc = None
+        return rc
+
+    def vm(self, h: VsHost, i: int | None = None, mtu: int | None = None,
+           ofport: int | None = None) -> Host:
+        """A VM namespace with 10.x.0.i/24 whose veth peer is a system port
+        on h's bridge."""
+        if i is None:
+            self._n_vm += 1
+            i = self._n_vm
+        v = self.topo.add_host(f"10.{self.sub}.0.{i}/24", mtu=mtu)
+        self.attach_vm(v, h, ofport=ofport)
+        return v
+
+    def attach_vm(self, v: Host, h: VsHost, ofport: int | None = None) -> None:
+        self.topo.move_into(v.port, h.ns)
+        args = ["add-port", h.bridge, v.port]
+        if ofport is not None:
+            args += ["--ofport", str(ofport)]
+        self.ctl(h, *args)
+
+    def tunnel(self, h: VsHost, remote: VsHost | str, name: str | None = None,
+               key: int | str = 0, ofport: int | None = None, **opts) -> str:
+        """A vxlan port on h towards remote (a host or an IPv4 address)."""
+        rip = remote if isinstance(remote, str) else remote.ip
+        name = name or self.topo.name(f"t{len(self.hosts)}{random.randrange(100)}")
+        args = ["add-port", h.bridge, name, "--type", "vxlan",
+                "--option", f"remote_ip={rip}", "--option", f"key={key}"]
+        for k, v in opts.items():
+            args += ["--option", f"{k}={v}"]
+        if ofport is not None:
+            args += ["--ofport", str(ofport)]
+        self.ctl(h, *args)
+        return name
+
+    # --- vswitchctl ----------------------------------------------------------
+
+    def ctl(self, h: VsHost, *args: str) -> str:
+        r = self.runner.invoke(cli.main, ["--state-dir", h.dir, *args], catch_exceptions=False)
+        if r.exit_code != 0:
+            raise AssertionError(f"vswitchctl {' '.join(args)}: {r.output}\n{h.log()}")
+        return r.stdout
+
+    def ctl_fails(self, h: VsHost, *args: str) -> str:
+        r = self.runner.invoke(cli.main, ["--state-dir", h.dir, *args], catch_exceptions=False)
+        assert r.exit_code != 0, f"vswitchctl {' '.join(args)} succeeded: {r.output}"
+        return r.output
+
+    def json(self, h: VsHost, *args: str):
+        return json.loads(self.ctl(h, "--format", "json", *args))
+
+    def tunnel_state(self, h: VsHost, name: str) -> dict:
+        for t in self.json(h, "tunnel-show"):
+            if t["name"] == name:
+                return t
+        raise AssertionError(f"no tunnel {name} on {h.bridge}")
+
+    def wait_resolved(self, h: VsHost, name: str, timeout: float = 10.0) -> dict:
+        ok = wait_for(lambda: self.tunnel_state(h, name)["underlay"].get("resolved"), timeout)
+        st = self.tunnel_state(h, name)
+        assert ok, f"tunnel {name} unresolved: {st}\n{h.log()}"
+        return st
+
+    # --- teardown --------------------------------------------------------------
+
+    def close(self) -> None:
+        errors = []
+        for h in self.hosts:
+            try:
+                self.stop(h)
+            except Exception as e:
+                errors.append(e)
+        try:
+            self.topo.close()
+        except Exception as e:
+            errors.append(e)
+        for h in self.hosts:
+            shutil.rmtree(h.dir, ignore_errors=True)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,430 @@
+/* dp_port_vxlan.c -- `vxlan` tunnel ports (RFC 7348).  The contract is in
+ * datapath.h (VXLAN tunnel ports); why a UDP socket for receive and
+ * AF_PACKET for transmit: docs/datapath.md.
+ *
+ * Receive: recvmmsg on a non-blocking UDP socket bound to local_ip:dst_port
+ * into per-port slots; the inner frame starts 8 bytes into its slot.  The
+ * kernel has checked the outer IP/UDP headers (and reassembled fragments);
+ * a bound socket also stops the kernel from answering ICMP port
+ * unreachable.  Checks per datagram, each with its own counter: length,
+ * VXLAN flags word, sender, VNI.
+ *
+ * Transmit: per frame, a 50-byte outer header (Ethernet, IPv4, UDP, VXLAN)
+ * is written into a stack array and sent with the inner frame as a second
+ * iovec (no copy of the inner frame), one sendmmsg per batch on an
+ * AF_PACKET socket (protocol 0: it receives nothing) addressed to the
+ * egress ifindex.
+ *
+ * Locking: the route (vs_dp_vxlan_set_route) and the port's mtu/max_frame
+ * change only under the datapath's write lock (and the global mutex, as
+ * every port-table writer; link state follows through vs_dp_set_port_link,
+ * which the control plane calls after a route change); transmitters hold the read lock, so a tx call
+ * sees one route from start to end.  Counters are relaxed atomics.  The
+ * receive slots belong to the port's poll thread. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "dp_private.h"
+
+#define VX_HDR 8u                      /* VXLAN header */
+#define VX_OUTER 50u                   /* Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 */
+#define VX_SLOT (9216u + 64u)          /* jumbo underlay datagram + slack */
+#define VX_TXB 64u                     /* frames per sendmmsg */
+#define VX_SPORT_MIN 32768u            /* outer source ports (as OVS's default range) */
+#define VX_SPORT_SPAN (61000u - 32768u)
+
+struct vxlan {
+    struct vs_dp_vxlan_config cfg;
+    struct vs_dp_vxlan_route route;    /* write lock to change; see above */
+    int tx_fd;                         /* AF_PACKET, send only */
+    uint32_t ip_id;                    /* outer IPv4 id (atomic) */
+    uint8_t *slots;                    /* batch * VX_SLOT */
+    struct mmsghdr *msgs;
+    struct iovec *iov;
+    struct sockaddr_in *from;
+    uint64_t *vni;                     /* VNI of each frame of the last rx */
+    struct vs_dp_vxlan_stats st;       /* relaxed atomics */
+};
+
+/* The outer UDP source port: a hash of the inner flow (addresses, and for
+ * IPv4 the protocol and the first 4 L4 bytes, i.e. TCP/UDP ports), so that
+ * ECMP underlays spread flows but keep each one in order. */
+static uint16_t inner_hash_port(const uint8_t *f, uint32_t len)
+{
+    uint32_t h = 2166136261u;
+    uint32_t n = len < 14 ? len : 14;
+    for (uint32_t i = 0; i < n; i++)
+        h = (h ^ f[i]) * 16777619u;
+    uint32_t l3 = 14;
+    if (len >= 18 && dp_be16(f + 12) == 0x8100)
+        l3 = 18;
+    if (len >= l3 + 20 && dp_be16(f + l3 - 2) == 0x0800 && (f[l3] >> 4) == 4) {
+        uint32_t ihl = (f[l3] & 0xf) * 4u;
+        for (uint32_t i = 9; i < 20; i++)      /* proto, (csum), addresses */
+            if (i != 10 && i != 11)
+                h = (h ^ f[l3 + i]) * 16777619u;
+        bool first = !(dp_be16(f + l3 + 6) & 0x1fff);
+        if (ihl >= 20 && first && len >= l3 + ihl + 4)
+            for (uint32_t i = 0; i < 4; i++)
+                h = (h ^ f[l3 + ihl + i]) * 16777619u;
+    }
+    h ^= h >> 16;
+    return (uint16_t)(VX_SPORT_MIN + h % VX_SPORT_SPAN);
+}
+
+/* ---- receive ------------------------------------------------------------------ */
+
+static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens, uint32_t max)
+{
+    struct vxlan *v = p->priv;
+    if (max > p->batch)
+        max = p->batch;
+    for (uint32_t i = 0; i < max; i++) {
+        v->iov[i] = (struct iovec){v->slots + (size_t)i * VX_SLOT, VX_SLOT};
+        v->msgs[i].msg_hdr = (struct msghdr){
+            .msg_name = &v->from[i], .msg_namelen = sizeof v->from[i],
+            .msg_iov = &v->iov[i], .msg_iovlen = 1};
+        v->msgs[i].msg_len = 0;
+    }
+    int r;
+    do {
+        r = recvmmsg(p->fd, v->msgs, max, MSG_DONTWAIT, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        if (r < 0 && errno != EAGAIN)
+            dp_count_rx(p, 0, 0, 0, 1);
+        return 0;
+    }
+    uint32_t n = 0;
+    uint64_t bytes = 0, oversize = 0, shrt = 0, bad = 0, vni_bad = 0, remote_bad = 0, trunc = 0;
+    uint32_t remote;
+    memcpy(&remote, v->cfg.remote_ip, 4);
+    for (int i = 0; i < r; i++) {
+        const uint8_t *d = v->slots + (size_t)i * VX_SLOT;
+        uint32_t len = v->msgs[i].msg_len;
+        if (v->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            trunc++;
+            continue;
+        }
+        if (remote && v->from[i].sin_addr.s_addr != remote) {
+            remote_bad++;
+            continue;
+        }
+        if (len < VX_HDR + 14) {
+            shrt++;
+            continue;
+        }
+        /* Flags: only I (0x08) set; the reserved 24 bits and the byte after
+         * the VNI are zero (as the Linux driver without GBP/GPE requires). */
+        if (d[0] != 0x08 || d[1] || d[2] || d[3] || d[7]) {
+            bad++;
+            continue;
+        }
+        uint32_t vni = (uint32_t)d[4] << 16 | (uint32_t)d[5] << 8 | d[6];
+        if (!v->cfg.key_flow && vni != v->cfg.key) {
+            vni_bad++;
+            continue;
+        }
+        uint32_t flen = len - VX_HDR;
+        if (flen > p->max_frame) {
+            oversize++;
+            continue;
+        }
+        frames[n] = d + VX_HDR;
+        lens[n] = flen;
+        v->vni[n] = vni;
+        bytes += flen;
+        n++;
+    }
+    uint64_t errors = shrt + bad + vni_bad + remote_bad + trunc;
+    dp_count_rx(p, n, bytes, oversize, errors);
+    DP_ADD(&v->st.rx_packets, n);
+    if (errors) {
+        DP_ADD(&v->st.rx_short, shrt);
+        DP_ADD(&v->st.rx_bad_header, bad);
+        DP_ADD(&v->st.rx_unknown_vni, vni_bad);
+        DP_ADD(&v->st.rx_unknown_remote, remote_bad);
+        DP_ADD(&v->st.rx_truncated, trunc);
+    }
+    return n;
+}
+
+static void vx_rx_meta(struct dp_port *p, uint64_t *tun_ids, uint32_t n)
+{
+    struct vxlan *v = p->priv;
+    memcpy(tun_ids, v->vni, (size_t)n * sizeof *tun_ids);
+}
+
+static void vx_rx_done(struct dp_port *p) { (void)p; }
+
+/* ---- transmit ----------------------------------------------------------------- */
+
+static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uint32_t *lens,
+                      const uint64_t *tun_ids, uint32_t n)
+{
+    struct vxlan *v = p->priv;
+    const struct vs_dp_vxlan_route *rt = &v->route;
+    if (!rt->ifindex) {
+        DP_ADD(&v->st.tx_unresolved, n);
+        dp_count_tx(p, 0, 0, n, 0);
+        return;
+    }
+    uint8_t hdr[VX_TXB][VX_OUTER];
+    struct iovec iov[VX_TXB][2];
+    struct mmsghdr msgs[VX_TXB];
+    struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP),
+                             .sll_ifindex = (int)rt->ifindex, .sll_halen = 6};
+    memcpy(to.sll_addr, rt->dst_mac, 6);
+    uint16_t dport = v->cfg.dst_port;
+    uint64_t sent = 0, bytes = 0, dropped = 0, errors = 0;
+    for (uint32_t i = 0; i < n;) {
+        uint32_t k = 0;
+        for (; i < n && k < VX_TXB; i++) {
+            uint32_t len = lens[i];
+            /* The outer IPv4 packet must fit the egress MTU (flush()
+             * already dropped what exceeds max_frame; this is the exact
+             * bound for untagged inner frames too). */
+            if (len < 14 || len + 36 > rt->mtu) {
+                dropped++;
+                DP_ADD(&p->st.tx_oversize, len >= 14);
+                continue;
+            }
+            uint8_t *h = hdr[k];
+            memcpy(h, rt->dst_mac, 6);
+            memcpy(h + 6, rt->src_mac, 6);
+            dp_put16(h + 12, 0x0800);
+            uint8_t *ip = h + 14;
+            ip[0] = 0x45;
+            ip[1] = v->cfg.tos;
+            dp_put16(ip + 2, (uint16_t)(len + 36));
+            dp_put16(ip + 4, (uint16_t)DP_ADD(&v->ip_id, 1));
+            dp_put16(ip + 6, v->cfg.df ? 0x4000 : 0);
+            ip[8] = v->cfg.ttl;
+            ip[9] = 17;
+            ip[10] = ip[11] = 0;
+            memcpy(ip + 12, rt->src_ip, 4);
+            memcpy(ip + 16, v->cfg.remote_ip, 4);
+            dp_put16(ip + 10, (uint16_t)~dp_fold(dp_sum16(0, ip, 20)));
+            uint8_t *udp = ip + 20;
+            dp_put16(udp, inner_hash_port(frames[i], len));
+            dp_put16(udp + 2, dport);
+            dp_put16(udp + 4, (uint16_t)(len + 16));
+            udp[6] = udp[7] = 0;       /* no checksum: allowed for IPv4 (RFC 7348 5.) */
+            uint8_t *vx = udp + 8;
+            uint32_t vni = v->cfg.key_flow ? (uint32_t)(tun_ids[i] & 0xffffff) : v->cfg.key;
+            vx[0] = 0x08;
+            vx[1] = vx[2] = vx[3] = 0;
+            vx[4] = (uint8_t)(vni >> 16);
+            vx[5] = (uint8_t)(vni >> 8);
+            vx[6] = (uint8_t)vni;
+            vx[7] = 0;
+            iov[k][0] = (struct iovec){h, VX_OUTER};
+            iov[k][1] = (struct iovec){(void *)frames[i], len};
+            msgs[k].msg_hdr = (struct msghdr){.msg_name = &to, .msg_namelen = sizeof to,
+                                              .msg_iov = iov[k], .msg_iovlen = 2};
+            msgs[k].msg_len = 0;
+            k++;
+        }
+        uint32_t done = 0;
+        while (done < k) {
+            int r = sendmmsg(v->tx_fd, msgs + done, k - done, MSG_DONTWAIT);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == ENOBUFS || errno == ENETDOWN ||
+                    errno == ENXIO) {
+                    dropped += k - done;   /* busy or down: as other ports count it */
+                } else {
+                    errors += k - done;
+                    DP_ADD(&v->st.tx_errors, k - done);
+                }
+                break;
+            }
+            for (int j = 0; j < r; j++)
+                bytes += msgs[done + j].msg_len;
+            done += (uint32_t)r;
+            sent += (uint32_t)r;
+        }
+    }
+    DP_ADD(&v->st.tx_packets, sent);
+    dp_count_tx(p, sent, bytes, dropped, errors);
+}
+
+static void vx_tx(struct dp_port *p, const uint8_t *const *frames, const uint32_t *lens,
+                  uint32_t n)
+{
+    uint64_t zero[VX_TXB];
+    for (uint32_t i = 0; i < n;) {
+        uint32_t k = n - i < VX_TXB ? n - i : VX_TXB;
+        memset(zero, 0, k * sizeof *zero);
+        vx_tx_tun(p, frames + i, lens + i, zero, k);
+        i += k;
+    }
+}
+
+static void vx_error(struct dp_port *p)
+{
+    int e = 0;
+    socklen_t l = sizeof e;
+    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &l);   /* clears it; nothing to do */
+}
+
+static void vx_close(struct dp_port *p)
+{
+    struct vxlan *v = p->priv;
+    if (v) {
+        if (v->tx_fd >= 0)
+            close(v->tx_fd);
+        free(v->slots);
+        free(v->msgs);
+        free(v->iov);
+        free(v->from);
+        free(v->vni);
+        free(v);
+    }
+    p->priv = NULL;
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+}
+
+static const struct dp_port_ops vx_ops = {
+    .rx = vx_rx, .rx_done = vx_rx_done, .tx = vx_tx, .error = vx_error, .close = vx_close,
+    .rx_meta = vx_rx_meta, .tx_tun = vx_tx_tun,
+};
+
+static void ip_text(const uint8_t ip[4], char *buf, size_t n)
+{
+    inet_ntop(AF_INET, ip, buf, (socklen_t)n);
+}
+
+int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_config *cfg,
+                  struct vs_error *err)
+{
+    (void)dp;
+    const struct vs_dp_vxlan_config *c = cfg->vxlan;
+    if (!c)
+        return dp_err(err, EINVAL, "vxlan port %u: options required", p->port_no);
+    uint32_t remote;
+    memcpy(&remote, c->remote_ip, 4);
+    if (!remote)
+        return dp_err(err, EINVAL, "vxlan port %u: remote_ip required", p->port_no);
+    if (!c->key_flow && c->key > 0xffffff)
+        return dp_err(err, EINVAL, "vxlan port %u: key %u is not a 24-bit VNI", p->port_no,
+                      c->key);
+    struct vxlan *v = calloc(1, sizeof *v);
+    if (!v)
+        return dp_err(err, ENOMEM, "out of memory");
+    p->priv = v;
+    p->ops = &vx_ops;
+    v->tx_fd = -1;
+    v->cfg = *c;
+    if (!v->cfg.dst_port)
+        v->cfg.dst_port = 4789;
+    if (!v->cfg.ttl)
+        v->cfg.ttl = 64;
+    int rc;
+    size_t b = p->batch;
+    v->slots = malloc(b * VX_SLOT);
+    v->msgs = calloc(b, sizeof *v->msgs);
+    v->iov = calloc(b, sizeof *v->iov);
+    v->from = calloc(b, sizeof *v->from);
+    v->vni = calloc(b, sizeof *v->vni);
+    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->vni) {
+        rc = dp_err(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p->fd < 0) {
+        rc = dp_err(err, errno, "vxlan port %u: socket: %s", p->port_no, strerror(errno));
+        goto fail;
+    }
+    int rcvbuf = 4 << 20;
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(v->cfg.dst_port)};
+    memcpy(&sa.sin_addr, c->local_ip, 4);
+    if (bind(p->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        char ip[INET_ADDRSTRLEN];
+        ip_text(c->local_ip, ip, sizeof ip);
+        rc = dp_err(err, errno, "vxlan port %u: bind %s:%u: %s%s", p->port_no, ip,
+                    v->cfg.dst_port, strerror(errno),
+                    errno == EADDRINUSE ? " (another tunnel or program has this UDP port)"
+                                        : "");
+        goto fail;
+    }
+    v->tx_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (v->tx_fd < 0) {
+        rc = dp_err(err, errno, "vxlan port %u: AF_PACKET: %s", p->port_no, strerror(errno));
+        goto fail;
+    }
+    int sndbuf = 4 << 20;
+    setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    /* Until the control plane pushes a route: no egress, a nominal MTU. */
+    p->mtu = 1500 - VX_OUTER;
+    p->max_frame = 1500 - 36;
+    p->link_up = 0;
+    p->ifindex = 0;
+    return 0;
+fail:
+    vx_close(p);
+    return rc;
+}
+
+/* ---- control ---------------------------------------------------------------------- */
+
+int vs_dp_vxlan_set_route(struct vs_dp *dp, uint32_t port_no, const struct vs_dp_vxlan_route *r)
+{
+    if (r->ifindex && (r->mtu < 68 + VX_OUTER || r->mtu > VS_DP_MAX_FRAME - 14))
+        return -EINVAL;
+    dp_global_lock();
+    pthread_rwlock_wrlock(&dp->lock);
+    struct dp_port *p = dp_find_port(dp, port_no);
+    int rc = 0;
+    if (!p || p->type != VS_DP_PORT_VXLAN) {
+        rc = -ENOENT;
+    } else {
+        struct vxlan *v = p->priv;
+        v->route = *r;
+        if (r->ifindex) {
+            /* Inner frame + 36 bytes of IPv4/UDP/VXLAN <= the egress MTU. */
+            p->mtu = r->mtu - VX_OUTER;
+            p->max_frame = r->mtu - 36;
+        }
+        DP_ADD(&v->st.route_updates, 1);
+    }
+    pthread_rwlock_unlock(&dp->lock);
+    dp_global_unlock();
+    return rc;
+}
+
+int vs_dp_vxlan_stats(struct vs_dp *dp, uint32_t port_no, struct vs_dp_vxlan_stats *out)
+{
+    pthread_rwlock_rdlock(&dp->lock);
+    struct dp_port *p = dp_find_port(dp, port_no);
+    int rc = 0;
+    if (!p || p->type != VS_DP_PORT_VXLAN) {
+        rc = -ENOENT;
+    } else {
+        struct vxlan *v = p->priv;
+        const uint64_t *src = (const uint64_t *)&v->st;
+        uint64_t *dst = (uint64_t *)out;
+        size_t n64 = offsetof(struct vs_dp_vxlan_stats, resolved) / sizeof(uint64_t);
+        for (size_t i = 0; i < n64; i++)
+            dst[i] = DP_LOAD(&src[i]);
+        out->resolved = v->route.ifindex != 0;
+        out->ifindex = v->route.ifindex;
+        out->underlay_mtu = v->route.mtu;
+        out->pad = 0;
+    }
+    pthread_rwlock_unlock(&dp->lock);
+    return rc;
+}
