@@ -194,11 +194,12 @@ class Fabric:
         self.ctl(h, *args)
 
     def tunnel(self, h: VsHost, remote: VsHost | str, name: str | None = None,
-               key: int | str = 0, ofport: int | None = None, **opts) -> str:
+               key: int | str = 0, ofport: int | None = None, bridge: str | None = None,
+               **opts) -> str:
         """A vxlan port on h towards remote (a host or an IPv4 address)."""
         rip = remote if isinstance(remote, str) else remote.ip
         name = name or self.topo.name(f"t{len(self.hosts)}{random.randrange(100)}")
-        args = ["add-port", h.bridge, name, "--type", "vxlan",
+        args = ["add-port", bridge or h.bridge, name, "--type", "vxlan",
                 "--option", f"remote_ip={rip}", "--option", f"key={key}"]
         for k, v in opts.items():
             args += ["--option", f"{k}={v}"]

@@ -369,7 +369,9 @@ int vs_dp_gso_segment_test(const uint8_t *frame, uint32_t len, const uint8_t *vn
  * reserved byte zero), the sender must be remote_ip and the VNI the port's
  * key (unless key_flow); the inner frame enters the pipeline with
  * tunnel_id = VNI.  Anything else is counted (struct vs_dp_vxlan_stats) and
- * dropped.  One vxlan port per (local_ip, dst_port) in a network namespace.
+ * dropped.  The vxlan ports of a datapath with the same local_ip and
+ * dst_port share one socket (datagrams go to the port of their sender and
+ * VNI); another datapath or program cannot have that UDP port too.
  * Transmit: the outer Ethernet/IPv4/UDP/VXLAN headers are built per frame
  * from the port's options and its route (egress device, MACs, source
  * address, MTU), which the control plane resolves and pushes with
@@ -402,8 +404,9 @@ struct vs_dp_vxlan_stats {
     uint64_t rx_packets;           /* decapsulated, handed to the pipeline */
     uint64_t rx_short;             /* datagram shorter than VXLAN + Ethernet headers */
     uint64_t rx_bad_header;        /* flags word or reserved bits wrong */
-    uint64_t rx_unknown_vni;       /* VNI is not the port's key */
-    uint64_t rx_unknown_remote;    /* sender is not remote_ip */
+    uint64_t rx_unknown_vni;       /* from this remote, a VNI no port has */
+    uint64_t rx_unknown_remote;    /* sender is no port's remote_ip (shared
+                                    * by the ports on one socket) */
     uint64_t rx_truncated;         /* datagram longer than the receive slot */
     uint64_t tx_packets;           /* encapsulated and sent */
     uint64_t tx_unresolved;        /* dropped: no route / next hop yet */

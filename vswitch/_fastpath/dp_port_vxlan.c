@@ -29,6 +29,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -42,16 +43,42 @@
 #define VX_SPORT_MIN 32768u            /* outer source ports (as OVS's default range) */
 #define VX_SPORT_SPAN (61000u - 32768u)
 
+/* The vxlan ports of one datapath that share a receive socket (same
+ * local_ip and dst_port): one socket per UDP port, as the kernel allows,
+ * and datagrams go to the member whose remote_ip sent them and whose key
+ * is their VNI (a key=flow member takes any VNI from its remote).  The
+ * first member's port owns the socket's receive side (p->fd, a poll
+ * thread); the others have fd -1.  When the owner goes, the next member
+ * takes the socket over in the same poll thread (vx_close).
+ * Groups are created and members added or removed only by port-table
+ * writers (global mutex held) and, for the member array the owner's poll
+ * thread reads, under the datapath's write lock as well. */
+struct vx_group {
+    struct vs_dp *dp;
+    uint8_t local_ip[4];
+    uint16_t dst_port;
+    int fd;
+    struct dp_port **members;
+    uint32_t n, cap;
+    struct vx_group *next;
+    /* Datagrams from an address no member has as remote_ip (atomic). */
+    uint64_t unknown_remote;
+};
+static struct vx_group *g_groups;      /* global mutex */
+
 struct vxlan {
     struct vs_dp_vxlan_config cfg;
     struct vs_dp_vxlan_route route;    /* write lock to change; see above */
+    struct vx_group *group;
     int tx_fd;                         /* AF_PACKET, send only */
     uint32_t ip_id;                    /* outer IPv4 id (atomic) */
+    /* Receive side, used while this port owns the group's socket. */
     uint8_t *slots;                    /* batch * VX_SLOT */
     struct mmsghdr *msgs;
     struct iovec *iov;
     struct sockaddr_in *from;
     uint64_t *vni;                     /* VNI of each frame of the last rx */
+    uint32_t *in_port;                 /* member port of each frame of the last rx */
     struct vs_dp_vxlan_stats st;       /* relaxed atomics */
 };
 
@@ -83,9 +110,35 @@ static uint16_t inner_hash_port(const uint8_t *f, uint32_t len)
 
 /* ---- receive ------------------------------------------------------------------ */
 
+/* The member for a datagram from src with this VNI: exact key first, else
+ * a key=flow member of that remote.  *known: some member has src as remote
+ * (then the datagram's errors are counted on it). */
+static struct dp_port *vx_demux(const struct vx_group *g, uint32_t src, uint32_t vni,
+                                struct dp_port **known)
+{
+    struct dp_port *flow = NULL;
+    *known = NULL;
+    for (uint32_t i = 0; i < g->n; i++) {
+        struct dp_port *m = g->members[i];
+        const struct vxlan *v = m->priv;
+        uint32_t r;
+        memcpy(&r, v->cfg.remote_ip, 4);
+        if (r != src)
+            continue;
+        if (!*known)
+            *known = m;
+        if (v->cfg.key_flow)
+            flow = flow ? flow : m;
+        else if (v->cfg.key == vni)
+            return m;
+    }
+    return flow;
+}
+
 static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens, uint32_t max)
 {
     struct vxlan *v = p->priv;
+    struct vx_group *g = v->group;
     if (max > p->batch)
         max = p->batch;
     for (uint32_t i = 0; i < max; i++) {
@@ -105,63 +158,61 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
         return 0;
     }
     uint32_t n = 0;
-    uint64_t bytes = 0, oversize = 0, shrt = 0, bad = 0, vni_bad = 0, remote_bad = 0, trunc = 0;
-    uint32_t remote;
-    memcpy(&remote, v->cfg.remote_ip, 4);
     for (int i = 0; i < r; i++) {
         const uint8_t *d = v->slots + (size_t)i * VX_SLOT;
         uint32_t len = v->msgs[i].msg_len;
-        if (v->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-            trunc++;
+        uint32_t vni = len >= VX_HDR ? (uint32_t)d[4] << 16 | (uint32_t)d[5] << 8 | d[6] : 0;
+        struct dp_port *known;
+        struct dp_port *m = vx_demux(g, v->from[i].sin_addr.s_addr, vni, &known);
+        if (!known) {
+            DP_ADD(&g->unknown_remote, 1);
+            dp_count_rx(p, 0, 0, 0, 1);
             continue;
         }
-        if (remote && v->from[i].sin_addr.s_addr != remote) {
-            remote_bad++;
+        struct vxlan *mv = known->priv;
+        if (v->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            DP_ADD(&mv->st.rx_truncated, 1);
+            dp_count_rx(known, 0, 0, 0, 1);
             continue;
         }
         if (len < VX_HDR + 14) {
-            shrt++;
+            DP_ADD(&mv->st.rx_short, 1);
+            dp_count_rx(known, 0, 0, 0, 1);
             continue;
         }
         /* Flags: only I (0x08) set; the reserved 24 bits and the byte after
          * the VNI are zero (as the Linux driver without GBP/GPE requires). */
         if (d[0] != 0x08 || d[1] || d[2] || d[3] || d[7]) {
-            bad++;
+            DP_ADD(&mv->st.rx_bad_header, 1);
+            dp_count_rx(known, 0, 0, 0, 1);
             continue;
         }
-        uint32_t vni = (uint32_t)d[4] << 16 | (uint32_t)d[5] << 8 | d[6];
-        if (!v->cfg.key_flow && vni != v->cfg.key) {
-            vni_bad++;
+        if (!m) {
+            DP_ADD(&mv->st.rx_unknown_vni, 1);
+            dp_count_rx(known, 0, 0, 0, 1);
             continue;
         }
         uint32_t flen = len - VX_HDR;
-        if (flen > p->max_frame) {
-            oversize++;
+        if (flen > m->max_frame) {
+            dp_count_rx(m, 0, 0, 1, 0);
             continue;
         }
         frames[n] = d + VX_HDR;
         lens[n] = flen;
         v->vni[n] = vni;
-        bytes += flen;
+        v->in_port[n] = m->port_no;
+        dp_count_rx(m, 1, flen, 0, 0);
+        DP_ADD(&((struct vxlan *)m->priv)->st.rx_packets, 1);
         n++;
-    }
-    uint64_t errors = shrt + bad + vni_bad + remote_bad + trunc;
-    dp_count_rx(p, n, bytes, oversize, errors);
-    DP_ADD(&v->st.rx_packets, n);
-    if (errors) {
-        DP_ADD(&v->st.rx_short, shrt);
-        DP_ADD(&v->st.rx_bad_header, bad);
-        DP_ADD(&v->st.rx_unknown_vni, vni_bad);
-        DP_ADD(&v->st.rx_unknown_remote, remote_bad);
-        DP_ADD(&v->st.rx_truncated, trunc);
     }
     return n;
 }
 
-static void vx_rx_meta(struct dp_port *p, uint64_t *tun_ids, uint32_t n)
+static void vx_rx_meta(struct dp_port *p, uint32_t *in_ports, uint64_t *tun_ids, uint32_t n)
 {
     struct vxlan *v = p->priv;
     memcpy(tun_ids, v->vni, (size_t)n * sizeof *tun_ids);
+    memcpy(in_ports, v->in_port, (size_t)n * sizeof *in_ports);
 }
 
 static void vx_rx_done(struct dp_port *p) { (void)p; }
@@ -278,22 +329,130 @@ static void vx_error(struct dp_port *p)
     getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &l);   /* clears it; nothing to do */
 }
 
+static void vx_free_rx(struct vxlan *v)
+{
+    free(v->slots);
+    free(v->msgs);
+    free(v->iov);
+    free(v->from);
+    free(v->vni);
+    free(v->in_port);
+    v->slots = NULL;
+    v->msgs = NULL;
+    v->iov = NULL;
+    v->from = NULL;
+    v->vni = NULL;
+    v->in_port = NULL;
+}
+
+static int vx_alloc_rx(struct vxlan *v, size_t b)
+{
+    v->slots = malloc(b * VX_SLOT);
+    v->msgs = calloc(b, sizeof *v->msgs);
+    v->iov = calloc(b, sizeof *v->iov);
+    v->from = calloc(b, sizeof *v->from);
+    v->vni = calloc(b, sizeof *v->vni);
+    v->in_port = calloc(b, sizeof *v->in_port);
+    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->vni || !v->in_port) {
+        vx_free_rx(v);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The owner p leaves a group that still has members: the first of them
+ * takes over the socket in p's poll thread.  Global mutex held; the
+ * datapath's write lock is taken here (del_port has released it). */
+static void vx_handover(struct vx_group *g, struct dp_port *p)
+{
+    struct vs_dp *dp = g->dp;
+    if (DP_LOAD(&dp->stop) || p->thread < 0)
+        return;                        /* the datapath is going away */
+    struct dp_thread *t = &dp->threads[p->thread];
+    for (uint32_t i = 0; i < g->n; i++) {
+        struct dp_port *m = g->members[i];
+        struct vxlan *mv = m->priv;
+        if (!m->id || vx_alloc_rx(mv, m->batch) < 0)
+            continue;                  /* not in the table yet / no memory: next */
+        pthread_rwlock_wrlock(&dp->lock);
+        bool ok = false;
+        if (t->n_rx == t->cap_rx) {
+            uint32_t cap = t->cap_rx ? 2 * t->cap_rx : 8;
+            struct dp_port **n = realloc(t->rx, cap * sizeof *n);
+            if (n) {
+                t->rx = n;
+                t->cap_rx = cap;
+            }
+        }
+        if (t->n_rx < t->cap_rx) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.u64 = m->id};
+            if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, g->fd, &ev) == 0) {
+                m->fd = g->fd;
+                m->thread = (int32_t)t->idx;
+                t->rx[t->n_rx++] = m;
+                ok = true;
+            }
+        }
+        pthread_rwlock_unlock(&dp->lock);
+        if (ok) {
+            dp_thread_wake(t);
+            return;
+        }
+        vx_free_rx(mv);
+    }
+}
+
+static void vx_leave(struct dp_port *p)
+{
+    struct vxlan *v = p->priv;
+    struct vx_group *g = v->group;
+    if (!g)
+        return;
+    v->group = NULL;
+    bool owner = p->fd >= 0 && p->fd == g->fd;
+    /* The owner's poll thread reads the member array: change it under the
+     * write lock (not needed once the threads are stopped). */
+    bool lock = !DP_LOAD(&g->dp->stop);
+    if (lock)
+        pthread_rwlock_wrlock(&g->dp->lock);
+    for (uint32_t i = 0; i < g->n; i++) {
+        if (g->members[i] == p) {
+            memmove(&g->members[i], &g->members[i + 1], (g->n - i - 1) * sizeof *g->members);
+            g->n--;
+            break;
+        }
+    }
+    if (lock)
+        pthread_rwlock_unlock(&g->dp->lock);
+    if (owner)
+        p->fd = -1;                    /* the socket is the group's */
+    if (g->n) {
+        if (owner)
+            vx_handover(g, p);
+        return;
+    }
+    for (struct vx_group **pp = &g_groups; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
+    close(g->fd);
+    free(g->members);
+    free(g);
+}
+
 static void vx_close(struct dp_port *p)
 {
     struct vxlan *v = p->priv;
     if (v) {
+        vx_leave(p);
         if (v->tx_fd >= 0)
             close(v->tx_fd);
-        free(v->slots);
-        free(v->msgs);
-        free(v->iov);
-        free(v->from);
-        free(v->vni);
+        vx_free_rx(v);
         free(v);
     }
     p->priv = NULL;
-    if (p->fd >= 0)
-        close(p->fd);
     p->fd = -1;
 }
 
@@ -307,10 +466,54 @@ static void ip_text(const uint8_t ip[4], char *buf, size_t n)
     inet_ntop(AF_INET, ip, buf, (socklen_t)n);
 }
 
+static struct vx_group *vx_group_find(struct vs_dp *dp, const struct vs_dp_vxlan_config *c)
+{
+    for (struct vx_group *g = g_groups; g; g = g->next)
+        if (g->dp == dp && g->dst_port == c->dst_port && !memcmp(g->local_ip, c->local_ip, 4))
+            return g;
+    return NULL;
+}
+
+static int vx_group_new(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_vxlan_config *c,
+                        struct vx_group **out, struct vs_error *err)
+{
+    struct vx_group *g = calloc(1, sizeof *g);
+    if (!g)
+        return dp_err(err, ENOMEM, "out of memory");
+    g->dp = dp;
+    memcpy(g->local_ip, c->local_ip, 4);
+    g->dst_port = c->dst_port;
+    g->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (g->fd < 0) {
+        int e = errno;
+        free(g);
+        return dp_err(err, e, "vxlan port %u: socket: %s", p->port_no, strerror(e));
+    }
+    int rcvbuf = 4 << 20;
+    setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->dst_port)};
+    memcpy(&sa.sin_addr, c->local_ip, 4);
+    if (bind(g->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        char ip[INET_ADDRSTRLEN];
+        ip_text(c->local_ip, ip, sizeof ip);
+        close(g->fd);
+        free(g);
+        return dp_err(err, e, "vxlan port %u: bind %s:%u: %s%s", p->port_no, ip, c->dst_port,
+                      strerror(e), e == EADDRINUSE ? " (another bridge or program has this "
+                                                    "UDP port)" : "");
+    }
+    g->next = g_groups;
+    g_groups = g;
+    *out = g;
+    return 0;
+}
+
+/* Called by vs_dp_add_port with the global mutex held, before the port is
+ * in the table (p->id is still 0 until add_port gives it one). */
 int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_config *cfg,
                   struct vs_error *err)
 {
-    (void)dp;
     const struct vs_dp_vxlan_config *c = cfg->vxlan;
     if (!c)
         return dp_err(err, EINVAL, "vxlan port %u: options required", p->port_no);
@@ -326,6 +529,7 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
         return dp_err(err, ENOMEM, "out of memory");
     p->priv = v;
     p->ops = &vx_ops;
+    p->fd = -1;
     v->tx_fd = -1;
     v->cfg = *c;
     if (!v->cfg.dst_port)
@@ -333,47 +537,68 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
     if (!v->cfg.ttl)
         v->cfg.ttl = 64;
     int rc;
-    size_t b = p->batch;
-    v->slots = malloc(b * VX_SLOT);
-    v->msgs = calloc(b, sizeof *v->msgs);
-    v->iov = calloc(b, sizeof *v->iov);
-    v->from = calloc(b, sizeof *v->from);
-    v->vni = calloc(b, sizeof *v->vni);
-    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->vni) {
+    struct vx_group *g = vx_group_find(dp, &v->cfg);
+    if (g) {
+        for (uint32_t i = 0; i < g->n; i++) {
+            const struct vxlan *o = g->members[i]->priv;
+            if (!memcmp(o->cfg.remote_ip, c->remote_ip, 4) && o->cfg.key_flow == v->cfg.key_flow &&
+                (v->cfg.key_flow || o->cfg.key == v->cfg.key)) {
+                char ip[INET_ADDRSTRLEN];
+                ip_text(c->remote_ip, ip, sizeof ip);
+                rc = dp_err(err, EEXIST, "vxlan port %u: port %u already tunnels to %s with "
+                            "this key", p->port_no, g->members[i]->port_no, ip);
+                goto fail;
+            }
+        }
+    } else if ((rc = vx_group_new(dp, p, &v->cfg, &g, err)) < 0) {
+        goto fail;
+    }
+    if (g->cap == g->n) {
+        uint32_t cap = g->cap ? 2 * g->cap : 8;
+        struct dp_port **m = realloc(g->members, cap * sizeof *m);
+        if (!m) {
+            rc = dp_err(err, ENOMEM, "out of memory");
+            goto fail_group;
+        }
+        g->members = m;
+        g->cap = cap;
+    }
+    bool first = g->n == 0;
+    if (first && (rc = vx_alloc_rx(v, p->batch)) < 0) {
         rc = dp_err(err, ENOMEM, "out of memory");
-        goto fail;
-    }
-    p->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (p->fd < 0) {
-        rc = dp_err(err, errno, "vxlan port %u: socket: %s", p->port_no, strerror(errno));
-        goto fail;
-    }
-    int rcvbuf = 4 << 20;
-    setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(v->cfg.dst_port)};
-    memcpy(&sa.sin_addr, c->local_ip, 4);
-    if (bind(p->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        char ip[INET_ADDRSTRLEN];
-        ip_text(c->local_ip, ip, sizeof ip);
-        rc = dp_err(err, errno, "vxlan port %u: bind %s:%u: %s%s", p->port_no, ip,
-                    v->cfg.dst_port, strerror(errno),
-                    errno == EADDRINUSE ? " (another tunnel or program has this UDP port)"
-                                        : "");
-        goto fail;
+        goto fail_group;
     }
     v->tx_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (v->tx_fd < 0) {
         rc = dp_err(err, errno, "vxlan port %u: AF_PACKET: %s", p->port_no, strerror(errno));
-        goto fail;
+        goto fail_group;
     }
     int sndbuf = 4 << 20;
     setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    pthread_rwlock_wrlock(&dp->lock);  /* the owner's poll thread reads members */
+    g->members[g->n++] = p;
+    pthread_rwlock_unlock(&dp->lock);
+    v->group = g;
+    if (first)
+        p->fd = g->fd;                 /* the receive side: add_port gives it a thread */
     /* Until the control plane pushes a route: no egress, a nominal MTU. */
     p->mtu = 1500 - VX_OUTER;
     p->max_frame = 1500 - 36;
     p->link_up = 0;
     p->ifindex = 0;
     return 0;
+fail_group:
+    if (g->n == 0) {                   /* made for us: undo */
+        for (struct vx_group **pp = &g_groups; *pp; pp = &(*pp)->next) {
+            if (*pp == g) {
+                *pp = g->next;
+                break;
+            }
+        }
+        close(g->fd);
+        free(g->members);
+        free(g);
+    }
 fail:
     vx_close(p);
     return rc;
@@ -420,6 +645,8 @@ int vs_dp_vxlan_stats(struct vs_dp *dp, uint32_t port_no, struct vs_dp_vxlan_sta
         size_t n64 = offsetof(struct vs_dp_vxlan_stats, resolved) / sizeof(uint64_t);
         for (size_t i = 0; i < n64; i++)
             dst[i] = DP_LOAD(&src[i]);
+        if (v->group)
+            out->rx_unknown_remote = DP_LOAD(&v->group->unknown_remote);
         out->resolved = v->route.ifindex != 0;
         out->ifindex = v->route.ifindex;
         out->underlay_mtu = v->route.mtu;

@@ -41,10 +41,11 @@ struct dp_port_ops {
     /* The fd reported EPOLLERR/EPOLLHUP (owner thread, under the read lock). */
     void (*error)(struct dp_port *);
     void (*close)(struct dp_port *);
-    /* Tunnel ports only (NULL elsewhere).  rx_meta: after rx, the tunnel_id
-     * of each of the n frames it returned.  tx_tun: tx, with each frame's
-     * tunnel_id. */
-    void (*rx_meta)(struct dp_port *, uint64_t *tun_ids, uint32_t n);
+    /* Tunnel ports only (NULL elsewhere).  rx_meta: after rx, the in_port
+     * (a tunnel port may receive for others sharing its socket) and the
+     * tunnel_id of each of the n frames it returned.  tx_tun: tx, with
+     * each frame's tunnel_id. */
+    void (*rx_meta)(struct dp_port *, uint32_t *in_ports, uint64_t *tun_ids, uint32_t n);
     void (*tx_tun)(struct dp_port *, const uint8_t *const *frames, const uint32_t *lens,
                    const uint64_t *tun_ids, uint32_t n);
 };

@@ -363,7 +363,7 @@ static uint32_t poll_round(struct dp_thread *t)
                 L->tun_ids[i] = 0;
             }
             if (p->ops->rx_meta)
-                p->ops->rx_meta(p, L->tun_ids, m);
+                p->ops->rx_meta(p, L->in_ports, L->tun_ids, m);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);
