@@ -414,3 +414,42 @@ def test_two_vnis_isolated_with_flow_based_key(fabric):
     n100 = next(int(line.split("n_packets=")[1].split(",")[0]) for line in flows.splitlines()
                 if "tun_id=0x64" in line)
     assert n100 >= 3
+
+
+# --- interop with Open vSwitch 3.1's userspace vxlan port ----------------------------
+
+def test_interop_with_ovs_userspace_vxlan(fabric):
+    from vxfabric import ovs_missing
+    if (why := ovs_missing()) is not None:
+        pytest.skip(why)
+    f = fabric
+    h1 = f.host()
+    vm1 = f.vm(h1, i=1, mtu=VM_MTU)
+    o = f.ovs_host()
+    vm2 = f.ovs_vm(o, 2, mtu=VM_MTU)
+    # OVS's netdev datapath forwards what a veth hands it as is; checksums a
+    # VM left to offload would stay unfinished: the OVS-side VM finishes its own.
+    _ethtool_value(vm2, "eth0", ETHTOOL_STXCSUM, 0)
+    o.vsctl("add-port", "bri", "vx0", "--", "set", "interface", "vx0", "type=vxlan",
+            f"options:remote_ip={h1.ip}", "options:key=77")
+    t1 = f.tunnel(h1, o.ip, key=77)
+    f.wait_resolved(h1, t1)
+    assert ping(vm1, vm2.ip) == 3                       # vswitch -> OVS
+    assert ping(vm2, vm1.ip) == 3                       # OVS -> vswitch
+    for src, dst, port in ((vm1, vm2, 7010), (vm2, vm1, 7011)):
+        rx = udp_socket(dst, port)
+        tx = udp_sender(src)
+        try:
+            for i in range(10):
+                tx.sendto(b"ovs-%d" % i, (dst.ip, port))
+            got = drain(rx, expect=10)
+        finally:
+            rx.close()
+            tx.close()
+        assert sorted(got) == sorted(b"ovs-%d" % i for i in range(10))
+    size = 200_000
+    assert tcp_exchange(vm1, vm2, size, 5204) == hashlib.sha256(DATA[:size]).digest()
+    assert tcp_exchange(vm2, vm1, size, 5205) == hashlib.sha256(DATA[:size]).digest()
+    c = counters(f, h1, t1)
+    assert c["rx_packets"] > 100 and c["tx_packets"] > 100
+    assert c["rx_bad_header"] == c["rx_unknown_vni"] == c["rx_short"] == 0

@@ -83,6 +83,84 @@ class VsHost:
             return ""
 
 
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OVS_TOOLS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl")
+
+
+def ovs_missing() -> str | None:
+    missing = [t for t in OVS_TOOLS if not shutil.which(t)]
+    if missing or not os.path.exists(OVS_SCHEMA):
+        return f"Open vSwitch not installed: missing {' '.join(missing) or OVS_SCHEMA}"
+    return None
+
+
+class OvsHost:
+    """ovsdb-server and ovs-vswitchd in a namespace, with a private run
+    directory and database."""
+
+    def __init__(self, host: Host, d: str) -> None:
+        self.host = host
+        self.dir = d
+        self.env = dict(os.environ, OVS_RUNDIR=d, OVS_LOGDIR=d, OVS_DBDIR=d,
+                        OVS_SYSCONFDIR=d, OVS_PKGDATADIR="/usr/share/openvswitch")
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def ip(self) -> str:
+        return self.host.ip
+
+    def run(self, *args: str, check: bool = True) -> str:
+        r = subprocess.run(["ip", "netns", "exec", self.host.ns, *args], capture_output=True,
+                           text=True, env=self.env, timeout=30)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}\n{self.log()}")
+        return r.stdout
+
+    def vsctl(self, *args: str) -> str:
+        return self.run("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=15", *args)
+
+    def appctl(self, *args: str) -> str:
+        return self.run("ovs-appctl", "-t", f"{self.dir}/ovs-vswitchd.ctl", *args)
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.dir, "ovs-vswitchd.log"), errors="replace") as f:
+                return f.read()[-6000:]
+        except OSError:
+            return ""
+
+    def start(self) -> None:
+        d = self.dir
+        subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA], check=True,
+                       capture_output=True, env=self.env)
+        for args, ready in (
+                (["ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock",
+                  f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log",
+                  "-vconsole:off"], f"{d}/db.sock"),
+                (["ovs-vswitchd", f"unix:{d}/db.sock", f"--unixctl={d}/ovs-vswitchd.ctl",
+                  f"--log-file={d}/ovs-vswitchd.log", "-vconsole:off"],
+                 f"{d}/ovs-vswitchd.ctl")):
+            self.procs.append(subprocess.Popen(["ip", "netns", "exec", self.host.ns, *args],
+                                               stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL, env=self.env))
+            if not wait_for(lambda r=ready: os.path.exists(r), 15):
+                raise RuntimeError(f"{args[0]} did not start")
+            if args[0] == "ovsdb-server":
+                self.vsctl("--no-wait", "init")
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Fabric:
     def __init__(self, prefix: str = "vx") -> None:
         self.topo = Topology(prefix)
@@ -91,6 +169,7 @@ class Fabric:
         self.sub = random.randrange(16, 250)          # 10.<sub>.0.0/24: the VMs
         self.usub = random.randrange(16, 250)         # 172.<usub>.0.0/24: the underlay
         self._switch = None                           # the underlay switch namespace
+        self.ovs: list[OvsHost] = []
         self._n_vm = 0
 
     def __enter__(self) -> Fabric:
@@ -136,10 +215,13 @@ class Fabric:
             self.ctl(vh, "add-br", vh.bridge)
         return vh
 
-    def plain_host(self, mtu: int | None = None) -> Host:
-        """A namespace on the underlay without vswitchd (for kernel peers)."""
+    def plain_host(self, mtu: int | None = None, address: bool = True) -> Host:
+        """A namespace on the underlay without vswitchd (for kernel or OVS
+        peers); address=False leaves eth0 without its underlay address
+        (h.ip is still the one meant for it)."""
         i = len(self.hosts) + 1
-        h = self.topo.add_host(f"{self.underlay_ip(i)}/24", mtu=mtu)
+        h = self.topo.add_host(f"{self.underlay_ip(i)}/24" if address else None, mtu=mtu)
+        h.ip = self.underlay_ip(i)
         self._plug_underlay(h.port, f"u{i}")
         self.hosts.append(VsHost(ns=h, dir=tempfile.mkdtemp(prefix="vsx"), bridge=""))
         return h
@@ -236,10 +318,43 @@ class Fabric:
         assert ok, f"tunnel {name} unresolved: {st}\n{h.log()}"
         return st
 
+    # --- Open vSwitch peers --------------------------------------------------
+
+    def ovs_host(self) -> OvsHost:
+        """A namespace running Open vSwitch's userspace datapath the way its
+        userspace-tunneling guide sets it up: the underlay NIC on a netdev
+        bridge `brp` that carries the underlay address, VMs and the vxlan
+        port on a netdev bridge `bri`."""
+        h = self.plain_host(address=False)
+        o = OvsHost(h, tempfile.mkdtemp(prefix="vsovs"))
+        self.ovs.append(o)
+        o.start()
+        o.vsctl("add-br", "brp", "--", "set", "Bridge", "brp", "datapath_type=netdev",
+                f"other_config:hwaddr={h.mac}")
+        o.vsctl("add-port", "brp", "eth0")
+        o.vsctl("add-br", "bri", "--", "set", "Bridge", "bri", "datapath_type=netdev")
+        with NetNS(h.ns) as n:
+            (idx,) = n.link_lookup(ifname="brp")
+            n.addr("add", index=idx, address=h.ip, prefixlen=24)
+            n.link("set", index=idx, state="up")
+        disable_ipv6("brp", h.ns)
+        return o
+
+    def ovs_vm(self, o: OvsHost, i: int, mtu: int | None = None) -> Host:
+        v = self.topo.add_host(f"10.{self.sub}.0.{i}/24", mtu=mtu)
+        self.topo.move_into(v.port, o.host)
+        o.vsctl("add-port", "bri", v.port)
+        return v
+
     # --- teardown --------------------------------------------------------------
 
     def close(self) -> None:
         errors = []
+        for o in self.ovs:
+            try:
+                o.stop()
+            except Exception as e:
+                errors.append(e)
         for h in self.hosts:
             try:
                 self.stop(h)
