@@ -9,7 +9,8 @@ has it), in the same run.
 
 Each "host" is a network namespace (tests/vxfabric.py): vswitch hosts run
 their own vswitchd (one poll thread, NORMAL), OVS hosts their own
-ovsdb-server + ovs-vswitchd (one PMD thread: other_config:pmd-cpu-mask),
+ovsdb-server + ovs-vswitchd (one PMD thread each, on cores 0 and 1:
+other_config:pmd-cpu-mask),
 joined by a veth underlay through a Linux bridge.  tools/trafficgen.c
 generates 60-byte UDP frames (`flows` distinct 5-tuples) from the
 generator VM and counts them at the sink VM; the sink first announces the
@@ -69,8 +70,9 @@ def _vswitch_pair(f):
 
 def _ovs_pair(f):
     o1, o2 = f.ovs_host(), f.ovs_host()
-    for o in (o1, o2):
-        o.vsctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x1")
+    # One PMD thread per host, each on its own core (as two hosts would have).
+    for cpu, o in enumerate((o1, o2)):
+        o.vsctl("set", "Open_vSwitch", ".", f"other_config:pmd-cpu-mask={1 << (cpu % 2):#x}")
     gen, sink = f.ovs_vm(o1, 1), f.ovs_vm(o2, 2)
     for o, other in ((o1, o2), (o2, o1)):
         o.vsctl("add-port", "bri", "vx0", "--", "set", "interface", "vx0", "type=vxlan",

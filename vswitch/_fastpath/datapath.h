@@ -412,6 +412,8 @@ struct vs_dp_vxlan_stats {
     uint64_t tx_unresolved;        /* dropped: no route / next hop yet */
     uint64_t tx_errors;            /* sendmmsg failures */
     uint64_t route_updates;        /* vs_dp_vxlan_set_route calls */
+    uint64_t rx_socket_drops;      /* the kernel found the socket's buffer full
+                                    * (shared by the ports on one socket) */
     uint32_t resolved;             /* a route is set */
     uint32_t ifindex;              /* its egress device */
     uint32_t underlay_mtu;

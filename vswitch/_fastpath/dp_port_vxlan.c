@@ -40,6 +40,7 @@
 #define VX_OUTER 50u                   /* Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 */
 #define VX_SLOT (9216u + 64u)          /* jumbo underlay datagram + slack */
 #define VX_TXB 64u                     /* frames per sendmmsg */
+#define VX_CTL 32u                     /* room for one cmsg with a uint32_t */
 #define VX_SPORT_MIN 32768u            /* outer source ports (as OVS's default range) */
 #define VX_SPORT_SPAN (61000u - 32768u)
 
@@ -63,6 +64,9 @@ struct vx_group {
     struct vx_group *next;
     /* Datagrams from an address no member has as remote_ip (atomic). */
     uint64_t unknown_remote;
+    /* Datagrams the kernel dropped with the socket's buffer full: its
+     * cumulative count (SO_RXQ_OVFL), as last seen (atomic). */
+    uint64_t sock_drops;
 };
 static struct vx_group *g_groups;      /* global mutex */
 
@@ -77,6 +81,7 @@ struct vxlan {
     struct mmsghdr *msgs;
     struct iovec *iov;
     struct sockaddr_in *from;
+    uint8_t *ctl;                      /* batch * VX_CTL: SO_RXQ_OVFL cmsgs */
     uint64_t *vni;                     /* VNI of each frame of the last rx */
     uint32_t *in_port;                 /* member port of each frame of the last rx */
     struct vs_dp_vxlan_stats st;       /* relaxed atomics */
@@ -145,7 +150,8 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
         v->iov[i] = (struct iovec){v->slots + (size_t)i * VX_SLOT, VX_SLOT};
         v->msgs[i].msg_hdr = (struct msghdr){
             .msg_name = &v->from[i], .msg_namelen = sizeof v->from[i],
-            .msg_iov = &v->iov[i], .msg_iovlen = 1};
+            .msg_iov = &v->iov[i], .msg_iovlen = 1,
+            .msg_control = v->ctl + (size_t)i * VX_CTL, .msg_controllen = VX_CTL};
         v->msgs[i].msg_len = 0;
     }
     int r;
@@ -156,6 +162,16 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
         if (r < 0 && errno != EAGAIN)
             dp_count_rx(p, 0, 0, 0, 1);
         return 0;
+    }
+    /* The last datagram's SO_RXQ_OVFL count is the newest. */
+    struct msghdr *last = &v->msgs[r - 1].msg_hdr;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(last); c; c = CMSG_NXTHDR(last, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+            c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+            uint32_t drops;
+            memcpy(&drops, CMSG_DATA(c), sizeof drops);
+            DP_STORE(&g->sock_drops, (uint64_t)drops);
+        }
     }
     uint32_t n = 0;
     for (int i = 0; i < r; i++) {
@@ -335,8 +351,10 @@ static void vx_free_rx(struct vxlan *v)
     free(v->msgs);
     free(v->iov);
     free(v->from);
+    free(v->ctl);
     free(v->vni);
     free(v->in_port);
+    v->ctl = NULL;
     v->slots = NULL;
     v->msgs = NULL;
     v->iov = NULL;
@@ -351,9 +369,10 @@ static int vx_alloc_rx(struct vxlan *v, size_t b)
     v->msgs = calloc(b, sizeof *v->msgs);
     v->iov = calloc(b, sizeof *v->iov);
     v->from = calloc(b, sizeof *v->from);
+    v->ctl = calloc(b, VX_CTL);
     v->vni = calloc(b, sizeof *v->vni);
     v->in_port = calloc(b, sizeof *v->in_port);
-    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->vni || !v->in_port) {
+    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->ctl || !v->vni || !v->in_port) {
         vx_free_rx(v);
         return -ENOMEM;
     }
@@ -489,8 +508,12 @@ static int vx_group_new(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_
         free(g);
         return dp_err(err, e, "vxlan port %u: socket: %s", p->port_no, strerror(e));
     }
-    int rcvbuf = 4 << 20;
-    setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    /* A deep buffer absorbs bursts while the poll thread is busy; FORCE
+     * (we are root) goes past net.core.rmem_max. */
+    int rcvbuf = 8 << 20, one = 1;
+    if (setsockopt(g->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
+        setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    setsockopt(g->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->dst_port)};
     memcpy(&sa.sin_addr, c->local_ip, 4);
     if (bind(g->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
@@ -574,7 +597,8 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
         goto fail_group;
     }
     int sndbuf = 4 << 20;
-    setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    if (setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) < 0)
+        setsockopt(v->tx_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     pthread_rwlock_wrlock(&dp->lock);  /* the owner's poll thread reads members */
     g->members[g->n++] = p;
     pthread_rwlock_unlock(&dp->lock);
@@ -645,8 +669,10 @@ int vs_dp_vxlan_stats(struct vs_dp *dp, uint32_t port_no, struct vs_dp_vxlan_sta
         size_t n64 = offsetof(struct vs_dp_vxlan_stats, resolved) / sizeof(uint64_t);
         for (size_t i = 0; i < n64; i++)
             dst[i] = DP_LOAD(&src[i]);
-        if (v->group)
+        if (v->group) {
             out->rx_unknown_remote = DP_LOAD(&v->group->unknown_remote);
+            out->rx_socket_drops = DP_LOAD(&v->group->sock_drops);
+        }
         out->resolved = v->route.ifindex != 0;
         out->ifindex = v->route.ifindex;
         out->underlay_mtu = v->route.mtu;
