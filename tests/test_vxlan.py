@@ -4,7 +4,9 @@ namespaces on the hosts' bridges.  Peers: vswitch itself and the Linux
 kernel's vxlan device.
 
 Needs root, network namespaces and the kernel's vxlan module (for the
-interop test); skipped otherwise.
+interop test), and Open vSwitch for its interop test; skipped otherwise.
+The daemons load the C core (vswitch.datapath) from PYTHONPATH first, so
+tools/sanitize.sh runs these tests against its sanitized build as well.
 """
 
 from __future__ import annotations

@@ -229,10 +229,13 @@ class Fabric:
     def start(self, h: VsHost) -> None:
         sock = os.path.join(h.dir, "vswitchd.sock")
         path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": REPO + (os.pathsep + path if path else "")}
+        # The repository after what the caller has: tools/sanitize.sh puts its
+        # sanitized build first, and the daemons must load that one too (-P:
+        # the working directory, the repository, is not put before it).
+        env = {**os.environ, "PYTHONPATH": (path + os.pathsep if path else "") + REPO}
         with open(h.log_path, "ab") as log:
             h.proc = subprocess.Popen(
-                ["ip", "netns", "exec", h.ns.ns, sys.executable, "-m", "vswitch.daemon",
+                ["ip", "netns", "exec", h.ns.ns, sys.executable, "-P", "-m", "vswitch.daemon",
                  "--state-dir", h.dir, "--log-level", "debug"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
