@@ -455,3 +455,75 @@ def test_interop_with_ovs_userspace_vxlan(fabric):
     c = counters(f, h1, t1)
     assert c["rx_packets"] > 100 and c["tx_packets"] > 100
     assert c["rx_bad_header"] == c["rx_unknown_vni"] == c["rx_short"] == 0
+
+
+# --- outer headers, options, restart -------------------------------------------------
+
+def test_outer_headers_follow_options_and_source_port_follows_the_flow(fabric):
+    f = fabric
+    h1, h2 = f.host(), f.host()
+    vm1, vm2 = f.vm(h1, mtu=VM_MTU), f.vm(h2, mtu=VM_MTU)
+    opts = dict(key=321, dst_port=4790, ttl=9, tos=0x20, df_default="false")
+    t1 = f.tunnel(h1, h2, **opts)
+    t2 = f.tunnel(h2, h1, **opts)
+    f.wait_resolved(h1, t1)
+    f.wait_resolved(h2, t2)
+    assert ping(vm1, vm2.ip, count=1) == 1
+    rx = udp_socket(vm2, 7020)
+    with Sniffer(h2.ns.ns, "eth0") as sn:
+        tx = udp_sender(vm1)
+        try:
+            for sport in range(40000, 40016):            # 16 flows, 2 packets each
+                tx.close()
+                tx = udp_sender(vm1)
+                tx.bind((vm1.ip, sport))
+                tx.sendto(b"a", (vm2.ip, 7020))
+                tx.sendto(b"b", (vm2.ip, 7020))
+        finally:
+            tx.close()
+        outer = [fr for fr, _ in sn.frames(wait=0.5) if fr[12:14] == b"\x08\x00"
+                 and fr[23] == 17 and fr[36:38] == (4790).to_bytes(2, "big")]
+    assert len(drain(rx, expect=32)) == 32
+    rx.close()
+    data = [fr for fr in outer if len(fr) >= 50 + 42 and fr[50 + 36:50 + 38] ==
+            (7020).to_bytes(2, "big")]
+    assert len(data) == 32
+    by_flow: dict[int, set] = {}
+    for fr in data:
+        assert fr[15] == 0x20                         # TOS
+        assert fr[22] == 9                            # TTL
+        assert fr[20] & 0x40 == 0                     # DF clear (df_default=false)
+        assert fr[42:46] == b"\x08\x00\x00\x00"       # VXLAN flags
+        assert int.from_bytes(fr[46:49], "big") == 321
+        sport = int.from_bytes(fr[34:36], "big")
+        assert 32768 <= sport < 61000
+        inner_sport = int.from_bytes(fr[50 + 34:50 + 36], "big")
+        by_flow.setdefault(inner_sport, set()).add(sport)
+    assert all(len(s) == 1 for s in by_flow.values())  # one flow, one outer port
+    assert len({next(iter(s)) for s in by_flow.values()}) >= 8   # flows spread
+
+
+def test_tunnel_options_change_and_restart(fabric):
+    f = fabric
+    h1, h2, vm1, vm2, t1, t2 = pair(f, key=10)
+    assert ping(vm1, vm2.ip) == 3
+    # A bad change is refused and leaves the tunnel as it was.
+    out = f.ctl_fails(h1, "set", "port", t1, "options:key=nope")
+    assert "key='nope'" in out
+    assert f.json(h1, "get", "port", t1, "options")["key"] == "10"
+    assert ping(vm1, vm2.ip, count=1) == 1
+    # A key change on one side only: the VNIs differ, nothing passes; then both.
+    f.ctl(h1, "set", "port", t1, "options:key=11")
+    assert f.tunnel_state(h1, t1)["key"] == 11
+    f.wait_resolved(h1, t1)
+    assert ping(vm1, vm2.ip, count=2, timeout=0.3) == 0
+    assert counters(f, h2, t2)["rx_unknown_vni"] >= 1
+    f.ctl(h2, "set", "port", t2, "options:key=11")
+    f.wait_resolved(h2, t2)
+    assert ping(vm1, vm2.ip) == 3
+    # The tunnel is configuration: a restarted daemon brings it back.
+    assert f.stop(h1) == 0
+    f.start(h1)
+    st = f.wait_resolved(h1, t1)
+    assert st["key"] == 11 and st["remote_ip"] == h2.ip
+    assert ping(vm1, vm2.ip) == 3
