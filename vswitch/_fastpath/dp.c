@@ -690,7 +690,7 @@ int vs_dp_packet_out(struct vs_dp *dp, uint32_t in_port, const uint8_t *actions,
     t->lv[0].frames[0] = frame;
     t->lv[0].lens[0] = flen;
     t->lv[0].in_ports[0] = in_port;
-    t->lv[0].tun_ids[0] = 0;
+    memset(&t->lv[0].md[0], 0, sizeof t->lv[0].md[0]);
     dp_run_batch(t, dp, dp->po_pipeline, 0, 1, true);
     t->n_held = 0;
     pthread_rwlock_unlock(&dp->lock);

@@ -40,7 +40,7 @@
 #define VX_OUTER 50u                   /* Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8 */
 #define VX_SLOT (9216u + 64u)          /* jumbo underlay datagram + slack */
 #define VX_TXB 64u                     /* frames per sendmmsg */
-#define VX_CTL 32u                     /* room for one cmsg with a uint32_t */
+#define VX_CTL 64u                     /* cmsgs: SO_RXQ_OVFL, IP_PKTINFO */
 #define VX_SPORT_MIN 32768u            /* outer source ports (as OVS's default range) */
 #define VX_SPORT_SPAN (61000u - 32768u)
 
@@ -82,7 +82,7 @@ struct vxlan {
     struct iovec *iov;
     struct sockaddr_in *from;
     uint8_t *ctl;                      /* batch * VX_CTL: SO_RXQ_OVFL cmsgs */
-    uint64_t *vni;                     /* VNI of each frame of the last rx */
+    struct vs_tun_md *md;              /* tunnel metadata of each frame of the last rx */
     uint32_t *in_port;                 /* member port of each frame of the last rx */
     struct vs_dp_vxlan_stats st;       /* relaxed atomics */
 };
@@ -163,14 +163,25 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
             dp_count_rx(p, 0, 0, 0, 1);
         return 0;
     }
-    /* The last datagram's SO_RXQ_OVFL count is the newest. */
-    struct msghdr *last = &v->msgs[r - 1].msg_hdr;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(last); c; c = CMSG_NXTHDR(last, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
-            c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
-            uint32_t drops;
-            memcpy(&drops, CMSG_DATA(c), sizeof drops);
-            DP_STORE(&g->sock_drops, (uint64_t)drops);
+    /* Per datagram: the address it was sent to (IP_PKTINFO: tun_ipv4_dst);
+     * the socket's drop count (SO_RXQ_OVFL), newest in the last one. */
+    uint32_t local_ip[VS_MAX_BATCH];
+    for (int i = 0; i < r; i++) {
+        struct msghdr *mh = &v->msgs[i].msg_hdr;
+        memcpy(&local_ip[i], g->local_ip, 4);
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+                c->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+                struct in_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof pi);
+                memcpy(&local_ip[i], &pi.ipi_addr, 4);
+            } else if (i == r - 1 && c->cmsg_level == SOL_SOCKET &&
+                       c->cmsg_type == SO_RXQ_OVFL &&
+                       c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+                uint32_t drops;
+                memcpy(&drops, CMSG_DATA(c), sizeof drops);
+                DP_STORE(&g->sock_drops, (uint64_t)drops);
+            }
         }
     }
     uint32_t n = 0;
@@ -215,7 +226,9 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
         }
         frames[n] = d + VX_HDR;
         lens[n] = flen;
-        v->vni[n] = vni;
+        v->md[n] = (struct vs_tun_md){.tunnel_id = vni};
+        memcpy(v->md[n].ipv4_src, &v->from[i].sin_addr.s_addr, 4);
+        memcpy(v->md[n].ipv4_dst, &local_ip[i], 4);
         v->in_port[n] = m->port_no;
         dp_count_rx(m, 1, flen, 0, 0);
         DP_ADD(&((struct vxlan *)m->priv)->st.rx_packets, 1);
@@ -224,10 +237,10 @@ static uint32_t vx_rx(struct dp_port *p, const uint8_t **frames, uint32_t *lens,
     return n;
 }
 
-static void vx_rx_meta(struct dp_port *p, uint32_t *in_ports, uint64_t *tun_ids, uint32_t n)
+static void vx_rx_meta(struct dp_port *p, uint32_t *in_ports, struct vs_tun_md *md, uint32_t n)
 {
     struct vxlan *v = p->priv;
-    memcpy(tun_ids, v->vni, (size_t)n * sizeof *tun_ids);
+    memcpy(md, v->md, (size_t)n * sizeof *md);
     memcpy(in_ports, v->in_port, (size_t)n * sizeof *in_ports);
 }
 
@@ -236,7 +249,7 @@ static void vx_rx_done(struct dp_port *p) { (void)p; }
 /* ---- transmit ----------------------------------------------------------------- */
 
 static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uint32_t *lens,
-                      const uint64_t *tun_ids, uint32_t n)
+                      const uint64_t *tun_ids, const uint32_t *tun_dsts, uint32_t n)
 {
     struct vxlan *v = p->priv;
     const struct vs_dp_vxlan_route *rt = &v->route;
@@ -333,7 +346,7 @@ static void vx_tx(struct dp_port *p, const uint8_t *const *frames, const uint32_
     for (uint32_t i = 0; i < n;) {
         uint32_t k = n - i < VX_TXB ? n - i : VX_TXB;
         memset(zero, 0, k * sizeof *zero);
-        vx_tx_tun(p, frames + i, lens + i, zero, k);
+        vx_tx_tun(p, frames + i, lens + i, zero, (const uint32_t *)zero, k);
         i += k;
     }
 }
@@ -352,14 +365,14 @@ static void vx_free_rx(struct vxlan *v)
     free(v->iov);
     free(v->from);
     free(v->ctl);
-    free(v->vni);
+    free(v->md);
     free(v->in_port);
     v->ctl = NULL;
     v->slots = NULL;
     v->msgs = NULL;
     v->iov = NULL;
     v->from = NULL;
-    v->vni = NULL;
+    v->md = NULL;
     v->in_port = NULL;
 }
 
@@ -370,9 +383,9 @@ static int vx_alloc_rx(struct vxlan *v, size_t b)
     v->iov = calloc(b, sizeof *v->iov);
     v->from = calloc(b, sizeof *v->from);
     v->ctl = calloc(b, VX_CTL);
-    v->vni = calloc(b, sizeof *v->vni);
+    v->md = calloc(b, sizeof *v->md);
     v->in_port = calloc(b, sizeof *v->in_port);
-    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->ctl || !v->vni || !v->in_port) {
+    if (!v->slots || !v->msgs || !v->iov || !v->from || !v->ctl || !v->md || !v->in_port) {
         vx_free_rx(v);
         return -ENOMEM;
     }
@@ -514,6 +527,7 @@ static int vx_group_new(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_
     if (setsockopt(g->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
         setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     setsockopt(g->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+    setsockopt(g->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->dst_port)};
     memcpy(&sa.sin_addr, c->local_ip, 4);
     if (bind(g->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {

@@ -43,11 +43,11 @@ struct dp_port_ops {
     void (*close)(struct dp_port *);
     /* Tunnel ports only (NULL elsewhere).  rx_meta: after rx, the in_port
      * (a tunnel port may receive for others sharing its socket) and the
-     * tunnel_id of each of the n frames it returned.  tx_tun: tx, with
-     * each frame's tunnel_id. */
-    void (*rx_meta)(struct dp_port *, uint32_t *in_ports, uint64_t *tun_ids, uint32_t n);
+     * tunnel metadata of each of the n frames it returned.  tx_tun: tx,
+     * with each frame's tunnel_id and tun_ipv4_dst (network order). */
+    void (*rx_meta)(struct dp_port *, uint32_t *in_ports, struct vs_tun_md *md, uint32_t n);
     void (*tx_tun)(struct dp_port *, const uint8_t *const *frames, const uint32_t *lens,
-                   const uint64_t *tun_ids, uint32_t n);
+                   const uint64_t *tun_ids, const uint32_t *tun_dsts, uint32_t n);
 };
 
 struct dp_port {
@@ -157,6 +157,7 @@ struct dp_tx {
     uint32_t len;
     uint32_t in_port;                  /* for TABLE re-injection */
     uint64_t tun_id;                   /* the emit's tunnel_id (tunnel ports) */
+    uint32_t tun_dst;                  /* and tun_ipv4_dst, network order */
 };
 
 struct dp_chunk;
@@ -173,8 +174,9 @@ struct dp_level {
     const uint8_t *frames[VS_MAX_BATCH];
     uint32_t lens[VS_MAX_BATCH];
     uint32_t in_ports[VS_MAX_BATCH];
-    uint64_t tun_ids[VS_MAX_BATCH];    /* tunnel_id each frame arrived with */
+    struct vs_tun_md md[VS_MAX_BATCH]; /* tunnel metadata each frame arrived with */
     uint64_t cur_tun;                  /* tunnel_id of the emit being staged */
+    uint32_t cur_tun_dst;              /* and its tun_ipv4_dst */
 };
 
 struct dp_thread {

@@ -109,7 +109,7 @@ void dp_stage_tx(struct dp_level *L, struct vs_dp *dp, struct dp_port *p, const 
         L->cap_tx = cap;
     }
     L->tx[L->n_tx++] = (struct dp_tx){.port = p, .data = data, .len = len, .in_port = in_port,
-                                      .tun_id = L->cur_tun};
+                                      .tun_id = L->cur_tun, .tun_dst = L->cur_tun_dst};
 }
 
 static bool holds(const struct dp_thread *t, const struct vs_dp *dp)
@@ -187,7 +187,9 @@ static void inject(struct dp_thread *t, struct vs_dp *dp, unsigned d, uint32_t i
         N->frames[k] = x->data;
         N->lens[k] = x->len;
         N->in_ports[k] = table ? x->in_port : p->peer_port;
-        N->tun_ids[k] = x->tun_id;     /* tunnel metadata crosses patch ports */
+        /* The tunnel_id and destination cross patch ports (not the source). */
+        N->md[k] = (struct vs_tun_md){.tunnel_id = x->tun_id};
+        memcpy(N->md[k].ipv4_dst, &x->tun_dst, 4);
         bytes += x->len;
         if (++k == VS_MAX_BATCH) {
             deliver(t, p, pp, peer, d + 1, k, bytes);
@@ -204,10 +206,10 @@ out:
 }
 
 static void port_tx(struct dp_port *p, const uint8_t *const *fr, const uint32_t *ln,
-                    const uint64_t *tn, uint32_t k)
+                    const uint64_t *tn, const uint32_t *td, uint32_t k)
 {
     if (p->ops->tx_tun)
-        p->ops->tx_tun(p, fr, ln, tn, k);
+        p->ops->tx_tun(p, fr, ln, tn, td, k);
     else
         p->ops->tx(p, fr, ln, k);
 }
@@ -219,6 +221,7 @@ static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
     const uint8_t *fr[TXB];
     uint32_t ln[TXB];
     uint64_t tn[TXB];
+    uint32_t td[TXB];
     for (uint32_t i = 0; i < L->n_tx; i++) {
         struct dp_port *p = L->tx[i].port;
         if (!p)
@@ -241,13 +244,14 @@ static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
             fr[k] = x->data;
             ln[k] = x->len;
             tn[k] = x->tun_id;
+            td[k] = x->tun_dst;
             if (++k == TXB) {
-                port_tx(p, fr, ln, tn, k);
+                port_tx(p, fr, ln, tn, td, k);
                 k = 0;
             }
         }
         if (k)
-            port_tx(p, fr, ln, tn, k);
+            port_tx(p, fr, ln, tn, td, k);
         if (oversize) {
             DP_ADD(&p->st.tx_oversize, oversize);
             DP_ADD(&p->st.tx_dropped, oversize);
@@ -270,7 +274,7 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
         return;
     }
     struct vs_batch_result res;
-    if (vs_process_batch_tun(L->ctx, pl, L->frames, L->lens, L->in_ports, L->tun_ids, n,
+    if (vs_process_batch_tun(L->ctx, pl, L->frames, L->lens, L->in_ports, L->md, n,
                              &res) < 0)
         return;
     uint64_t now = dp_now_ns();
@@ -298,6 +302,7 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
         const struct vs_emit *e = &res.emits[i];
         uint32_t in_port = L->in_ports[e->pkt];
         L->cur_tun = e->tunnel_id;
+        memcpy(&L->cur_tun_dst, e->tun_ipv4_dst, 4);
         if (e->port == VS_OFPP_NORMAL) {
             dp_normal(t, L, dp, in_port, e->data, e->len, now);
         } else if (table_ok && e->port == VS_DP_PORT_RESERVED) {
@@ -358,12 +363,12 @@ static uint32_t poll_round(struct dp_thread *t)
             continue;
         uint32_t m = p->ops->rx(p, L->frames, L->lens, dp->cfg.batch_size);
         if (m) {
-            for (uint32_t i = 0; i < m; i++) {
+            for (uint32_t i = 0; i < m; i++)
                 L->in_ports[i] = p->port_no;
-                L->tun_ids[i] = 0;
-            }
             if (p->ops->rx_meta)
-                p->ops->rx_meta(p, L->in_ports, L->tun_ids, m);
+                p->ops->rx_meta(p, L->in_ports, L->md, m);
+            else
+                memset(L->md, 0, (size_t)m * sizeof *L->md);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);

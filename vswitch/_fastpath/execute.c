@@ -98,6 +98,8 @@ static void emit_port(struct exec_ctx *x, struct pkt_state *ps, uint32_t port)
     e->len = ps->len;
     e->data = ps->data;
     e->tunnel_id = ps->tun_id;
+    memcpy(e->tun_ipv4_dst, ps->tun_dst, 4);
+    memset(e->pad, 0, sizeof e->pad);
     ps->emitted = 1;
     x->stats->emits++;
 }
@@ -229,6 +231,12 @@ static void set_field(struct exec_ctx *x, struct pkt_state *ps, uint32_t f, cons
         ps->tun_id = be64(v);
         return;
     }
+    if (f == VS_F_TUN_IPV4_DST) {
+        memcpy(ps->tun_dst, v, 4);
+        return;
+    }
+    if (f == VS_F_TUN_IPV4_SRC)            /* metadata only a tunnel port reads */
+        return;
     switch (f) {
     case VS_F_ETH_DST: case VS_F_ETH_SRC:
         if (!(k->present & VS_PRESENT_L2))
