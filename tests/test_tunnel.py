@@ -22,11 +22,12 @@ def test_all_options():
     assert (c.local_ip, c.key, c.dst_port, c.tos, c.ttl, c.df_default) == \
         ("192.0.2.9", 0xFFFFFF, 8472, 184, 5, False)
     assert VxlanConfig.from_options({"remote_ip": "192.0.2.1", "key": "flow"}).key is None
+    c = VxlanConfig.from_options({"remote_ip": "flow", "key": "flow"})
+    assert c.remote_flow and c.remote_ip == "" and c.remote_ip_bytes == bytes(4)
 
 
 @pytest.mark.parametrize("opts, match", [
     ({}, "needs options remote_ip"),
-    ({"remote_ip": "flow"}, "remote_ip=flow is not supported"),
     ({"remote_ip": "2001:db8::1"}, "need an IPv4 address"),
     ({"remote_ip": "192.0.2.1", "local_ip": "x"}, "local_ip='x': need an IPv4 address"),
     ({"remote_ip": "192.0.2.1", "key": "16777216"}, "key='16777216'"),

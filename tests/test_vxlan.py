@@ -235,7 +235,6 @@ def test_bad_options_refused_and_daemon_keeps_running(fabric):
     br = h1.bridge
     cases = [
         ([], "remote_ip"),
-        (["--option", "remote_ip=flow"], "remote_ip=flow is not supported"),
         (["--option", "remote_ip=1.2.3"], "need an IPv4 address"),
         (["--option", "remote_ip=1.2.3.4", "--option", "key=16777216"], "key"),
         (["--option", "remote_ip=1.2.3.4", "--option", "dst_port=0"], "dst_port"),
@@ -528,3 +527,48 @@ def test_tunnel_options_change_and_restart(fabric):
     st = f.wait_resolved(h1, t1)
     assert st["key"] == 11 and st["remote_ip"] == h2.ip
     assert ping(vm1, vm2.ip) == 3
+
+
+def test_flow_based_remote_picked_by_set_field_tun_dst(fabric):
+    """Host 1 has one remote_ip=flow,key=flow port; its flows send each frame
+    to the host of the destination VM (set_field:IP->tun_dst) and take
+    frames from the tunnel by sender (tun_src).  Hosts 2 and 3 have plain
+    fixed-remote tunnels to host 1 and NORMAL."""
+    f = fabric
+    h1, h2, h3 = f.host(), f.host(), f.host()
+    vm1 = f.vm(h1, mtu=VM_MTU, ofport=1)
+    vm2, vm3 = f.vm(h2, mtu=VM_MTU), f.vm(h3, mtu=VM_MTU)
+    tf = f.tunnel(h1, "flow", key="flow", ofport=10)
+    for h in (h2, h3):
+        f.wait_resolved(h, f.tunnel(h, h1, key=100))
+    f.ctl(h1, "del-flows", h1.bridge)
+    both = f"set_field:{h2.ip}->tun_dst,output:10,set_field:{h3.ip}->tun_dst,output:10"
+    for flow in (
+            f"priority=10,in_port=1,dl_dst={vm2.mac},"
+            f"actions=set_field:100->tun_id,set_field:{h2.ip}->tun_dst,output:10",
+            f"priority=10,in_port=1,dl_dst={vm3.mac},"
+            f"actions=set_field:100->tun_id,set_field:{h3.ip}->tun_dst,output:10",
+            f"priority=5,in_port=1,actions=set_field:100->tun_id,{both}",
+            f"priority=10,in_port=10,tun_id=100,tun_src={h2.ip},actions=output:1",
+            f"priority=10,in_port=10,tun_id=100,tun_src={h3.ip},actions=output:1"):
+        f.ctl(h1, "add-flow", h1.bridge, flow)
+    # The first frames to each remote are dropped while its route is resolved.
+    ping(vm1, vm2.ip, count=1, timeout=0.3)
+
+    def resolved() -> set:
+        st = f.tunnel_state(h1, tf)
+        return {r["remote_ip"] for r in st["remotes"] if r["resolved"]}
+
+    assert wait_for(lambda: resolved() == {h2.ip, h3.ip}, 5), f.tunnel_state(h1, tf)
+    for a, b in ((vm1, vm2), (vm1, vm3), (vm2, vm1), (vm3, vm1)):
+        assert ping(a, b.ip) == 3, (a.ip, b.ip)
+    st = f.tunnel_state(h1, tf)
+    assert st["remote_ip"] == "flow" and st["key"] == "flow" and st["mtu"] == 1450
+    assert all(r["tx_packets"] >= 3 for r in st["remotes"])
+    assert st["counters"]["tx_unresolved"] >= 1
+    flows = f.ctl(h1, "dump-flows", h1.bridge)
+    for h in (h2, h3):
+        line = next(x for x in flows.splitlines() if f"tun_src={h.ip}" in x)
+        assert int(line.split("n_packets=")[1].split(",")[0]) >= 3
+    text = f.ctl(h1, "tunnel-show")
+    assert f"remote {h2.ip}: via eth0" in text and f"remote {h3.ip}: via eth0" in text

@@ -197,7 +197,7 @@ class Bridge:
             except DatapathError:
                 continue
             out.append({
-                "name": p.name, "ofport": p.ofport, "remote_ip": cfg.remote_ip,
+                "name": p.name, "ofport": p.ofport, "remote_ip": cfg.remote_ip or "flow",
                 "local_ip": cfg.local_ip or "any",
                 "key": "flow" if cfg.key is None else cfg.key, "dst_port": cfg.dst_port,
                 "tos": cfg.tos, "ttl": cfg.ttl, "df_default": cfg.df_default,
@@ -205,6 +205,7 @@ class Bridge:
                 "underlay": resolver().state(self.dp, p.ofport),
                 "counters": {**st, "tx_oversize": ps["tx_oversize"],
                              "tx_dropped": ps["tx_dropped"], "rx_errors": ps["rx_errors"]},
+                "remotes": self.dp.vxlan_dests(p.ofport) if cfg.remote_flow else [],
             })
         return out
 

@@ -445,7 +445,13 @@ def _tunnels_text(r):
         yield (f"{t['bridge']} {t['name']} (ofport {t['ofport']}): vxlan remote {t['remote_ip']}"
                f" local {t['local_ip']} key {t['key']} dst_port {t['dst_port']},"
                f" link {t['link']}, mtu {t['mtu']}")
-        if u.get("resolved"):
+        if u.get("flow"):
+            for r in t["remotes"]:
+                ru = u["remotes"].get(r["remote_ip"], {})
+                where = (f"via {ru['egress']} next hop {ru['next_hop']}" if "egress" in ru
+                         else f"unresolved ({ru.get('why', 'not resolved yet')})")
+                yield f"    remote {r['remote_ip']}: {where}, tx_packets={r['tx_packets']}"
+        elif u.get("resolved"):
             yield (f"    underlay: via {u['egress']} next hop {u['next_hop']} "
                    f"({u['next_hop_mac']}) from {u['src_ip']}, MTU {u['underlay_mtu']}")
         else:

@@ -20,6 +20,7 @@ Port numbers are OpenFlow port numbers; the bridge's own interface is an
 from __future__ import annotations
 
 import errno as _errno
+import socket
 from dataclasses import dataclass
 
 from vswitch import ofp
@@ -232,6 +233,7 @@ class Datapath:
             vx.tos = vxlan.tos
             vx.ttl = vxlan.ttl
             vx.df = int(vxlan.df_default)
+            vx.remote_flow = int(vxlan.remote_flow)
             pc.vxlan = vx                 # vx stays alive until the call returns
         err = ffi.new("struct vs_error *")
         _raise(lib.vs_dp_add_port(self.handle, pc, err), err, "add_port")
@@ -282,6 +284,31 @@ class Datapath:
             r.src_ip = route.src_ip_bytes
         _raise(lib.vs_dp_vxlan_set_route(self.handle, port_no, r), None,
                f"set_vxlan_route {port_no}")
+
+    def set_vxlan_dest(self, port_no: int, dst: str, route) -> None:
+        """A remote_ip=flow port's route to dst (None withdraws it)."""
+        r = ffi.new("struct vs_dp_vxlan_route *")
+        if route is not None:
+            r.ifindex = route.ifindex
+            r.mtu = route.mtu
+            r.src_mac = route.src_mac
+            r.dst_mac = route.dst_mac
+            r.src_ip = route.src_ip_bytes
+        _raise(lib.vs_dp_vxlan_set_dest(self.handle, port_no, socket.inet_aton(dst), r), None,
+               f"set_vxlan_dest {port_no} {dst}")
+
+    def vxlan_wanted(self, port_no: int) -> list[str]:
+        """Destinations a remote_ip=flow port had no route for (taken)."""
+        buf = ffi.new("uint8_t[]", 4 * 64)
+        n = lib.vs_dp_vxlan_wanted(self.handle, port_no, buf, 64)
+        raw = bytes(ffi.buffer(buf, 4 * n))
+        return sorted({socket.inet_ntoa(raw[i:i + 4]) for i in range(0, len(raw), 4)})
+
+    def vxlan_dests(self, port_no: int) -> list[dict]:
+        arr = ffi.new("struct vs_dp_vxlan_dest[]", 256)
+        n = lib.vs_dp_vxlan_dests(self.handle, port_no, arr, 256)
+        return [{"remote_ip": socket.inet_ntoa(bytes(list(d.dst))), "resolved": bool(d.ifindex),
+                 "mtu": d.mtu, "tx_packets": d.tx_packets} for d in arr[0:n]]
 
     def vxlan_stats(self, port_no: int) -> dict[str, int]:
         s = ffi.new("struct vs_dp_vxlan_stats *")

@@ -24,7 +24,7 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger("vswitchd.tunnel")
 
@@ -38,6 +38,8 @@ _RTMGRP = 0x1 | 0x4 | 0x10 | 0x40   # LINK, NEIGH, IPV4_IFADDR, IPV4_ROUTE
 _NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80   # REACHABLE STALE DELAY PROBE NOARP PERM
 _NUD_STALE = 0x04
 RETRY_S = 1.0                       # unresolved tunnels
+WANTED_S = 0.05                     # remote_ip=flow ports: new destinations
+MAX_DESTS = 256                     # remotes per remote_ip=flow port (the C table)
 REFRESH_S = 10.0                    # all tunnels (and stale neighbours are re-probed)
 DEBOUNCE_S = 0.05                   # netlink bursts -> one pass
 PROBE_PORT = 9                      # discard: the datagram that makes the kernel ARP
@@ -70,13 +72,14 @@ def _int(name: str, text: str, lo: int, hi: int) -> int:
 @dataclass(frozen=True)
 class VxlanConfig:
     """A vxlan port's options, as Open vSwitch spells them."""
-    remote_ip: str
+    remote_ip: str                  # "" with remote_flow
     local_ip: str = ""              # "" = receive on any address, source from the route
     key: int | None = 0             # None = "flow": VNI from/to the flow's tunnel_id
     dst_port: int = DEFAULT_DST_PORT
     tos: int = 0
     ttl: int = 64
     df_default: bool = True
+    remote_flow: bool = False       # remote_ip=flow: the remote is each frame's tun_dst
 
     @classmethod
     def from_options(cls, opts: dict) -> VxlanConfig:
@@ -87,9 +90,6 @@ class VxlanConfig:
         remote = opts.get("remote_ip")
         if not remote:
             raise TunnelError("vxlan port needs options remote_ip=IPv4")
-        if remote == "flow":
-            raise TunnelError("vxlan option remote_ip=flow is not supported yet "
-                              "(give the remote's IPv4 address)")
         local = opts.get("local_ip", "")
         key = opts.get("key", "0")
         df = opts.get("df_default", "true")
@@ -102,7 +102,8 @@ class VxlanConfig:
         if ttl == "inherit":
             raise TunnelError("vxlan option ttl=inherit is not supported (give 1-255)")
         return cls(
-            remote_ip=_ipv4("remote_ip", remote),
+            remote_ip="" if remote == "flow" else _ipv4("remote_ip", remote),
+            remote_flow=remote == "flow",
             local_ip=_ipv4("local_ip", local) if local else "",
             key=None if key == "flow" else _int("key", key, 0, (1 << 24) - 1),
             dst_port=_int("dst_port", opts.get("dst_port", str(DEFAULT_DST_PORT)), 1, 65535),
@@ -112,7 +113,7 @@ class VxlanConfig:
 
     @property
     def remote_ip_bytes(self) -> bytes:
-        return ipaddress.IPv4Address(self.remote_ip).packed
+        return ipaddress.IPv4Address(self.remote_ip or "0.0.0.0").packed
 
     @property
     def local_ip_bytes(self) -> bytes:
@@ -142,24 +143,27 @@ def _mac(text: str | None) -> bytes | None:
     return b if len(b) == 6 else None
 
 
-def lookup_route(ipr, cfg: VxlanConfig) -> tuple[Route | None, str, bool]:
-    """(route or None, why not, whether the next hop should be probed)."""
-    kw = {"dst": cfg.remote_ip}
+def lookup_route(ipr, cfg: VxlanConfig, remote: str | None = None
+                 ) -> tuple[Route | None, str, bool]:
+    """(route or None, why not, whether the next hop should be probed) to
+    remote (default: the port's remote_ip)."""
+    remote = remote or cfg.remote_ip
+    kw = {"dst": remote}
     if cfg.local_ip:
         kw["src"] = cfg.local_ip
     try:
         msgs = list(ipr.route("get", **kw))
     except Exception as e:                       # NetlinkError: unreachable, bad src
-        return None, f"no route to {cfg.remote_ip}: {e}", False
+        return None, f"no route to {remote}: {e}", False
     if not msgs:
-        return None, f"no route to {cfg.remote_ip}", False
+        return None, f"no route to {remote}", False
     r = msgs[0]
     oif = r.get_attr("RTA_OIF")
     src = cfg.local_ip or r.get_attr("RTA_PREFSRC")
-    nh = r.get_attr("RTA_GATEWAY") or cfg.remote_ip
+    nh = r.get_attr("RTA_GATEWAY") or remote
     links = list(ipr.link("get", index=oif)) if oif else []
     if not links or not src:
-        return None, f"no egress device or source address for {cfg.remote_ip}", False
+        return None, f"no egress device or source address for {remote}", False
     link = links[0]
     name = link.get_attr("IFLA_IFNAME") or str(oif)
     mac = _mac(link.get_attr("IFLA_ADDRESS"))
@@ -186,6 +190,8 @@ class _Tunnel:
     cfg: VxlanConfig
     route: Route | None = None
     why: str = "not resolved yet"
+    # remote_ip=flow: the remotes frames were sent to, and their routes.
+    dests: dict = field(default_factory=dict)       # address -> (Route | None, why)
 
 
 class Resolver:
@@ -203,6 +209,8 @@ class Resolver:
     # --- registry (any thread) --------------------------------------------------
 
     def add(self, dp, port_no: int, cfg: VxlanConfig) -> None:
+        if cfg.remote_flow:                  # up from the start: remotes come per frame
+            dp.set_port_link(port_no, True)
         with self._lock:
             self._tunnels[(id(dp), port_no)] = _Tunnel(dp, port_no, cfg)
             if self._thread is None:
@@ -224,6 +232,11 @@ class Resolver:
             t = self._tunnels.get((id(dp), port_no))
             if t is None:
                 return {"resolved": False, "why": "not registered"}
+            if t.cfg.remote_flow:
+                return {"resolved": True, "flow": True, "remotes": {
+                    a: ({"egress": r.ifname, "next_hop": r.next_hop, "src_ip": r.src_ip,
+                         "underlay_mtu": r.mtu} if r else {"why": why})
+                    for a, (r, why) in sorted(t.dests.items())}}
             r = t.route
             if r is None:
                 return {"resolved": False, "why": t.why}
@@ -258,8 +271,11 @@ class Resolver:
                 if full:
                     last_full = now
                 with self._lock:
-                    pending = any(t.route is None for t in self._tunnels.values())
-                timeout = RETRY_S if pending else REFRESH_S
+                    pending = any(t.route is None and not t.cfg.remote_flow or
+                                  any(r is None for r, _ in t.dests.values())
+                                  for t in self._tunnels.values())
+                    flow = any(t.cfg.remote_flow for t in self._tunnels.values())
+                timeout = WANTED_S if flow else RETRY_S if pending else REFRESH_S
                 ready, _, _ = select.select([mon, self._wake_r], [], [], timeout)
                 if ready:
                     time.sleep(DEBOUNCE_S)           # let a burst of changes land
@@ -279,6 +295,9 @@ class Resolver:
         with self._lock:
             tunnels = list(self._tunnels.values())
         for t in tunnels:
+            if t.cfg.remote_flow:
+                self._pass_flow(ipr, probe, t, full)
+                continue
             route, why, poke = lookup_route(ipr, t.cfg)
             if poke:
                 self._probe(probe, t.cfg)
@@ -303,12 +322,46 @@ class Resolver:
             else:
                 log.info("tunnel port %d: %s", t.port_no, why)
 
+    def _pass_flow(self, ipr, probe: socket.socket, t: _Tunnel, full: bool) -> None:
+        """A remote_ip=flow port: take the destinations its frames wanted,
+        resolve new and unresolved ones (all of them on a full pass), push
+        what changed."""
+        with self._lock:
+            if self._tunnels.get((id(t.dp), t.port_no)) is not t:
+                return
+            try:
+                wanted = t.dp.vxlan_wanted(t.port_no)
+            except (OSError, ValueError):
+                return
+        for a in wanted:
+            if a not in t.dests and len(t.dests) < MAX_DESTS:
+                t.dests[a] = (None, "not resolved yet")
+        for a, (old, _) in list(t.dests.items()):
+            if old is not None and not full:
+                continue
+            route, why, poke = lookup_route(ipr, t.cfg, a)
+            if poke:
+                self._probe(probe, t.cfg, a)
+            with self._lock:
+                if self._tunnels.get((id(t.dp), t.port_no)) is not t:
+                    return
+                t.dests[a] = (route, why)
+                if route == old:
+                    continue
+                try:
+                    t.dp.set_vxlan_dest(t.port_no, a, route)
+                except (OSError, ValueError) as e:
+                    log.info("tunnel port %d remote %s: %s", t.port_no, a, e)
+                    continue
+            log.info("tunnel port %d remote %s: %s", t.port_no, a,
+                     f"via {route.ifname} ({route.next_hop})" if route else why)
+
     @staticmethod
-    def _probe(probe: socket.socket, cfg: VxlanConfig) -> None:
+    def _probe(probe: socket.socket, cfg: VxlanConfig, remote: str | None = None) -> None:
         """One datagram to the remote's discard port: the kernel resolves
         (or re-confirms) the next hop on its way out."""
         try:
-            probe.sendto(b"", (cfg.remote_ip, PROBE_PORT))
+            probe.sendto(b"", (remote or cfg.remote_ip, PROBE_PORT))
         except OSError:
             pass
 

@@ -390,6 +390,9 @@ struct vs_dp_vxlan_config {
     uint8_t  tos;                  /* outer TOS byte */
     uint8_t  ttl;                  /* outer TTL; 0 = 64 */
     uint32_t df;                   /* 1: set DF in the outer header */
+    uint32_t remote_flow;          /* 1: remote_ip=flow (remote_ip 0): the outer
+                                    * destination is the frame's tun_ipv4_dst; receives
+                                    * from senders no fixed-remote port has */
 };
 
 struct vs_dp_vxlan_route {
@@ -421,6 +424,24 @@ struct vs_dp_vxlan_stats {
 };
 
 int vs_dp_vxlan_set_route(struct vs_dp *, uint32_t port_no, const struct vs_dp_vxlan_route *);
+
+/* remote_ip=flow ports: routes per destination (ifindex 0 withdraws one),
+ * at most 256 destinations (-ENOSPC).  Frames to a destination without a
+ * route are dropped (tx_unresolved) and the destination is queued (lossy,
+ * 64 entries) for vs_dp_vxlan_wanted, which takes the queue (4-byte
+ * addresses into out). */
+struct vs_dp_vxlan_dest {
+    uint8_t  dst[4];
+    uint32_t ifindex;              /* 0: withdrawn */
+    uint32_t mtu;
+    uint32_t pad;
+    uint64_t tx_packets;
+};
+int vs_dp_vxlan_set_dest(struct vs_dp *, uint32_t port_no, const uint8_t dst[4],
+                         const struct vs_dp_vxlan_route *);
+size_t vs_dp_vxlan_wanted(struct vs_dp *, uint32_t port_no, uint8_t *out, size_t max);
+size_t vs_dp_vxlan_dests(struct vs_dp *, uint32_t port_no, struct vs_dp_vxlan_dest *out,
+                         size_t max);
 int vs_dp_vxlan_stats(struct vs_dp *, uint32_t port_no, struct vs_dp_vxlan_stats *);
 
 #endif /* VSWITCH_DATAPATH_H */

@@ -70,9 +70,28 @@ struct vx_group {
 };
 static struct vx_group *g_groups;      /* global mutex */
 
+/* A remote of a flow-based port (remote_ip=flow): open addressing on the
+ * destination address; entries are never removed, a withdrawn route keeps
+ * its slot with ifindex 0 (so probing stays simple).  Written under the
+ * write lock only. */
+#define VX_DEST_BITS 9
+#define VX_DEST_SLOTS (1u << VX_DEST_BITS)
+#define VX_DEST_MAX 256u               /* remotes per flow-based port (half the slots) */
+#define VX_WANTED 64u                  /* unresolved destinations queued for the resolver */
+struct vx_dest {
+    uint32_t dst;                      /* network order; 0 = free slot */
+    uint32_t pad;
+    struct vs_dp_vxlan_route r;
+    uint64_t tx_packets;               /* atomic */
+};
+
 struct vxlan {
     struct vs_dp_vxlan_config cfg;
     struct vs_dp_vxlan_route route;    /* write lock to change; see above */
+    struct vx_dest *dests;             /* remote_ip=flow: VX_DEST_SLOTS */
+    uint32_t n_dests;
+    uint32_t wanted[VX_WANTED];        /* lossy; atomic slots, 0 = empty */
+    uint32_t wanted_at;
     struct vx_group *group;
     int tx_fd;                         /* AF_PACKET, send only */
     uint32_t ip_id;                    /* outer IPv4 id (atomic) */
@@ -123,19 +142,23 @@ static struct dp_port *vx_demux(const struct vx_group *g, uint32_t src, uint32_t
 {
     struct dp_port *flow = NULL;
     *known = NULL;
-    for (uint32_t i = 0; i < g->n; i++) {
-        struct dp_port *m = g->members[i];
-        const struct vxlan *v = m->priv;
-        uint32_t r;
-        memcpy(&r, v->cfg.remote_ip, 4);
-        if (r != src)
-            continue;
-        if (!*known)
-            *known = m;
-        if (v->cfg.key_flow)
-            flow = flow ? flow : m;
-        else if (v->cfg.key == vni)
-            return m;
+    /* Ports with src as their fixed remote first, then remote_ip=flow ports
+     * (a sender no fixed port knows). */
+    for (int pass = 0; pass < 2 && !*known; pass++) {
+        for (uint32_t i = 0; i < g->n; i++) {
+            struct dp_port *m = g->members[i];
+            const struct vxlan *v = m->priv;
+            uint32_t r;
+            memcpy(&r, v->cfg.remote_ip, 4);
+            if (pass == 0 ? (v->cfg.remote_flow || r != src) : !v->cfg.remote_flow)
+                continue;
+            if (!*known)
+                *known = m;
+            if (v->cfg.key_flow)
+                flow = flow ? flow : m;
+            else if (v->cfg.key == vni)
+                return m;
+        }
     }
     return flow;
 }
@@ -248,12 +271,36 @@ static void vx_rx_done(struct dp_port *p) { (void)p; }
 
 /* ---- transmit ----------------------------------------------------------------- */
 
+/* A flow-based port's route to dst (network order), NULL if not resolved:
+ * the destination is then queued for the control plane (lossy ring). */
+static const struct vx_dest *vx_dest_find(struct vxlan *v, uint32_t dst)
+{
+    uint32_t h = (dst * 2654435761u) >> (32 - VX_DEST_BITS);
+    for (uint32_t i = 0; i < VX_DEST_SLOTS; i++) {
+        struct vx_dest *d = &v->dests[(h + i) & (VX_DEST_SLOTS - 1)];
+        if (!d->dst)
+            return NULL;
+        if (d->dst == dst)
+            return d->r.ifindex ? d : NULL;
+    }
+    return NULL;
+}
+
+static void vx_want(struct vxlan *v, uint32_t dst)
+{
+    for (uint32_t i = 0; i < VX_WANTED; i++)
+        if (DP_LOAD(&v->wanted[i]) == dst)
+            return;
+    uint32_t at = DP_ADD(&v->wanted_at, 1) % VX_WANTED;
+    DP_STORE(&v->wanted[at], dst);
+}
+
 static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uint32_t *lens,
                       const uint64_t *tun_ids, const uint32_t *tun_dsts, uint32_t n)
 {
     struct vxlan *v = p->priv;
-    const struct vs_dp_vxlan_route *rt = &v->route;
-    if (!rt->ifindex) {
+    bool flow = v->cfg.remote_flow;
+    if (!flow && !v->route.ifindex) {
         DP_ADD(&v->st.tx_unresolved, n);
         dp_count_tx(p, 0, 0, n, 0);
         return;
@@ -261,15 +308,31 @@ static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uin
     uint8_t hdr[VX_TXB][VX_OUTER];
     struct iovec iov[VX_TXB][2];
     struct mmsghdr msgs[VX_TXB];
-    struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP),
-                             .sll_ifindex = (int)rt->ifindex, .sll_halen = 6};
-    memcpy(to.sll_addr, rt->dst_mac, 6);
+    struct sockaddr_ll to[VX_TXB];
+    struct vx_dest *counted[VX_TXB];   /* per-remote counters of flow-based ports */
+    uint32_t fixed_remote;
+    memcpy(&fixed_remote, v->cfg.remote_ip, 4);
     uint16_t dport = v->cfg.dst_port;
-    uint64_t sent = 0, bytes = 0, dropped = 0, errors = 0;
+    uint64_t sent = 0, bytes = 0, dropped = 0, errors = 0, unresolved = 0;
     for (uint32_t i = 0; i < n;) {
         uint32_t k = 0;
         for (; i < n && k < VX_TXB; i++) {
             uint32_t len = lens[i];
+            const struct vs_dp_vxlan_route *rt = &v->route;
+            uint32_t remote = fixed_remote;
+            counted[k] = NULL;
+            if (flow) {
+                remote = tun_dsts[i];
+                const struct vx_dest *d = remote ? vx_dest_find(v, remote) : NULL;
+                if (!d) {
+                    if (remote)
+                        vx_want(v, remote);
+                    unresolved++;
+                    continue;
+                }
+                rt = &d->r;
+                counted[k] = (struct vx_dest *)d;
+            }
             /* The outer IPv4 packet must fit the egress MTU (flush()
              * already dropped what exceeds max_frame; this is the exact
              * bound for untagged inner frames too). */
@@ -278,6 +341,10 @@ static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uin
                 DP_ADD(&p->st.tx_oversize, len >= 14);
                 continue;
             }
+            to[k] = (struct sockaddr_ll){.sll_family = AF_PACKET,
+                                         .sll_protocol = htons(ETH_P_IP),
+                                         .sll_ifindex = (int)rt->ifindex, .sll_halen = 6};
+            memcpy(to[k].sll_addr, rt->dst_mac, 6);
             uint8_t *h = hdr[k];
             memcpy(h, rt->dst_mac, 6);
             memcpy(h + 6, rt->src_mac, 6);
@@ -292,7 +359,7 @@ static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uin
             ip[9] = 17;
             ip[10] = ip[11] = 0;
             memcpy(ip + 12, rt->src_ip, 4);
-            memcpy(ip + 16, v->cfg.remote_ip, 4);
+            memcpy(ip + 16, &remote, 4);
             dp_put16(ip + 10, (uint16_t)~dp_fold(dp_sum16(0, ip, 20)));
             uint8_t *udp = ip + 20;
             dp_put16(udp, inner_hash_port(frames[i], len));
@@ -309,7 +376,7 @@ static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uin
             vx[7] = 0;
             iov[k][0] = (struct iovec){h, VX_OUTER};
             iov[k][1] = (struct iovec){(void *)frames[i], len};
-            msgs[k].msg_hdr = (struct msghdr){.msg_name = &to, .msg_namelen = sizeof to,
+            msgs[k].msg_hdr = (struct msghdr){.msg_name = &to[k], .msg_namelen = sizeof to[k],
                                               .msg_iov = iov[k], .msg_iovlen = 2};
             msgs[k].msg_len = 0;
             k++;
@@ -329,14 +396,19 @@ static void vx_tx_tun(struct dp_port *p, const uint8_t *const *frames, const uin
                 }
                 break;
             }
-            for (int j = 0; j < r; j++)
+            for (int j = 0; j < r; j++) {
                 bytes += msgs[done + j].msg_len;
+                if (counted[done + j])
+                    DP_ADD(&counted[done + j]->tx_packets, 1);
+            }
             done += (uint32_t)r;
             sent += (uint32_t)r;
         }
     }
+    if (unresolved)
+        DP_ADD(&v->st.tx_unresolved, unresolved);
     DP_ADD(&v->st.tx_packets, sent);
-    dp_count_tx(p, sent, bytes, dropped, errors);
+    dp_count_tx(p, sent, bytes, dropped + unresolved, errors);
 }
 
 static void vx_tx(struct dp_port *p, const uint8_t *const *frames, const uint32_t *lens,
@@ -482,6 +554,7 @@ static void vx_close(struct dp_port *p)
         if (v->tx_fd >= 0)
             close(v->tx_fd);
         vx_free_rx(v);
+        free(v->dests);
         free(v);
     }
     p->priv = NULL;
@@ -556,8 +629,11 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
         return dp_err(err, EINVAL, "vxlan port %u: options required", p->port_no);
     uint32_t remote;
     memcpy(&remote, c->remote_ip, 4);
-    if (!remote)
+    if (!remote && !c->remote_flow)
         return dp_err(err, EINVAL, "vxlan port %u: remote_ip required", p->port_no);
+    if (remote && c->remote_flow)
+        return dp_err(err, EINVAL, "vxlan port %u: remote_ip=flow takes no address",
+                      p->port_no);
     if (!c->key_flow && c->key > 0xffffff)
         return dp_err(err, EINVAL, "vxlan port %u: key %u is not a 24-bit VNI", p->port_no,
                       c->key);
@@ -579,11 +655,13 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
         for (uint32_t i = 0; i < g->n; i++) {
             const struct vxlan *o = g->members[i]->priv;
             if (!memcmp(o->cfg.remote_ip, c->remote_ip, 4) && o->cfg.key_flow == v->cfg.key_flow &&
+                o->cfg.remote_flow == v->cfg.remote_flow &&
                 (v->cfg.key_flow || o->cfg.key == v->cfg.key)) {
                 char ip[INET_ADDRSTRLEN];
                 ip_text(c->remote_ip, ip, sizeof ip);
                 rc = dp_err(err, EEXIST, "vxlan port %u: port %u already tunnels to %s with "
-                            "this key", p->port_no, g->members[i]->port_no, ip);
+                            "this key", p->port_no, g->members[i]->port_no,
+                            v->cfg.remote_flow ? "flow" : ip);
                 goto fail;
             }
         }
@@ -602,6 +680,10 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
     }
     bool first = g->n == 0;
     if (first && (rc = vx_alloc_rx(v, p->batch)) < 0) {
+        rc = dp_err(err, ENOMEM, "out of memory");
+        goto fail_group;
+    }
+    if (v->cfg.remote_flow && !(v->dests = calloc(VX_DEST_SLOTS, sizeof *v->dests))) {
         rc = dp_err(err, ENOMEM, "out of memory");
         goto fail_group;
     }
@@ -667,6 +749,98 @@ int vs_dp_vxlan_set_route(struct vs_dp *dp, uint32_t port_no, const struct vs_dp
     pthread_rwlock_unlock(&dp->lock);
     dp_global_unlock();
     return rc;
+}
+
+int vs_dp_vxlan_set_dest(struct vs_dp *dp, uint32_t port_no, const uint8_t dst[4],
+                         const struct vs_dp_vxlan_route *r)
+{
+    uint32_t d;
+    memcpy(&d, dst, 4);
+    if (!d || (r->ifindex && (r->mtu < 68 + VX_OUTER || r->mtu > VS_DP_MAX_FRAME - 14)))
+        return -EINVAL;
+    dp_global_lock();
+    pthread_rwlock_wrlock(&dp->lock);
+    struct dp_port *p = dp_find_port(dp, port_no);
+    struct vxlan *v = p && p->type == VS_DP_PORT_VXLAN ? p->priv : NULL;
+    int rc = -ENOENT;
+    if (v && v->dests) {
+        uint32_t h = (d * 2654435761u) >> (32 - VX_DEST_BITS);
+        struct vx_dest *slot = NULL;
+        for (uint32_t i = 0; i < VX_DEST_SLOTS; i++) {
+            struct vx_dest *e = &v->dests[(h + i) & (VX_DEST_SLOTS - 1)];
+            if (e->dst == d || !e->dst) {
+                slot = e;
+                break;
+            }
+        }
+        if (slot && !slot->dst && v->n_dests >= VX_DEST_MAX)
+            slot = NULL;
+        if (!slot) {
+            rc = -ENOSPC;
+        } else {
+            if (!slot->dst)
+                v->n_dests++;
+            slot->dst = d;
+            slot->r = *r;
+            /* The port's MTU: the smallest of its resolved remotes'. */
+            uint32_t min = 0;
+            for (uint32_t i = 0; i < VX_DEST_SLOTS; i++) {
+                uint32_t m = v->dests[i].r.ifindex ? v->dests[i].r.mtu : 0;
+                if (m && (!min || m < min))
+                    min = m;
+            }
+            if (min) {
+                p->mtu = min - VX_OUTER;
+                p->max_frame = min - 36;
+            }
+            DP_ADD(&v->st.route_updates, 1);
+            rc = 0;
+        }
+    }
+    pthread_rwlock_unlock(&dp->lock);
+    dp_global_unlock();
+    return rc;
+}
+
+size_t vs_dp_vxlan_wanted(struct vs_dp *dp, uint32_t port_no, uint8_t *out, size_t max)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&dp->lock);
+    struct dp_port *p = dp_find_port(dp, port_no);
+    struct vxlan *v = p && p->type == VS_DP_PORT_VXLAN ? p->priv : NULL;
+    if (v && v->dests) {
+        for (uint32_t i = 0; i < VX_WANTED && n < max; i++) {
+            uint32_t d = __atomic_exchange_n(&v->wanted[i], 0, __ATOMIC_RELAXED);
+            if (d)
+                memcpy(out + 4 * n++, &d, 4);
+        }
+    }
+    pthread_rwlock_unlock(&dp->lock);
+    return n;
+}
+
+size_t vs_dp_vxlan_dests(struct vs_dp *dp, uint32_t port_no, struct vs_dp_vxlan_dest *out,
+                         size_t max)
+{
+    size_t n = 0;
+    pthread_rwlock_rdlock(&dp->lock);
+    struct dp_port *p = dp_find_port(dp, port_no);
+    struct vxlan *v = p && p->type == VS_DP_PORT_VXLAN ? p->priv : NULL;
+    if (v && v->dests) {
+        for (uint32_t i = 0; i < VX_DEST_SLOTS && n < max; i++) {
+            const struct vx_dest *d = &v->dests[i];
+            if (!d->dst)
+                continue;
+            memset(&out[n], 0, sizeof out[n]);
+            memcpy(out[n].dst, &d->dst, 4);
+            out[n].ifindex = d->r.ifindex;
+            out[n].mtu = d->r.mtu;
+            out[n].tx_packets = DP_LOAD(&d->tx_packets);
+            n++;
+        }
+    }
+    pthread_rwlock_unlock(&dp->lock);
+    return n;
 }
 
 int vs_dp_vxlan_stats(struct vs_dp *dp, uint32_t port_no, struct vs_dp_vxlan_stats *out)
