@@ -29,8 +29,13 @@ from vswitch.bridge import Bridge, BridgeError, PortState
 from vswitch.config import DEFAULT_STATE_DIR, ConfigError, ConfigStore
 from vswitch.linkmon import LinkMonitor
 from vswitch.ofp import OFError
+from vswitch.ofproto import messages as ofm
+from vswitch.ofproto.connmgr import ConnectionManager
 from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
+from vswitch.ofproto.ofswitch import OFSwitch, datapath_id_for
 from vswitch.packet import build_frame
+from vswitch.sriov.manager import SriovManager
+from vswitch.sriov.sysfs import DEFAULT_ROOT as DEFAULT_SYSFS_ROOT
 
 log = logging.getLogger("vswitchd")
 
@@ -38,6 +43,7 @@ SOCKET_NAME = "vswitchd.sock"
 LOCK_NAME = "vswitchd.lock"
 EXPIRE_INTERVAL_S = 1.0
 MAX_REQUEST = 16 << 20          # add-flows can carry many flows
+UPCALL_BATCH = 256             # upcalls handled per wake-up, so requests still get served
 
 
 class RequestError(Exception):
@@ -49,11 +55,19 @@ def default_socket(state_dir: str) -> str:
 
 
 class Daemon:
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, sysfs_root: str = DEFAULT_SYSFS_ROOT) -> None:
         self.state_dir = state_dir
         Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = ConfigStore(os.path.join(state_dir, "conf.db"))
         self.bridges: dict[str, Bridge] = {}
+        self.sriov = SriovManager(
+            self.store, sysfs_root,
+            add_port=lambda br, port, ids: self.add_port(br, port, external_ids=ids),
+            del_port=lambda port: self.del_port(port, if_exists=True))
+        # OpenFlow per bridge: what messages do, and the connections.  They
+        # need the event loop, so they start in start_openflow().
+        self.openflow: dict[str, tuple[OFSwitch, ConnectionManager]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -72,16 +86,90 @@ class Daemon:
                     self._attach(br, self._port_state(port))
                 except BridgeError as e:
                     log.error("port %s: %s", port.name, e)
+        self._sriov_reconcile()
 
     def close(self) -> None:
         for name in list(self.bridges):
+            self._of_stop(name)
             self.bridges.pop(name).close()
         self.store.close()
 
+    # --- OpenFlow ------------------------------------------------------------
+
+    def start_openflow(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for name in self.bridges:
+            self._of_start(name)
+
+    def _of_start(self, name: str) -> None:
+        br = self.bridges[name]
+        cfg = self.store.get_bridge(name)
+        sw = OFSwitch(br, datapath_id_for(cfg.datapath_id, name))
+        mgr = ConnectionManager(name, on_open=sw.channel_opened, on_close=sw.channel_closed,
+                                on_message=sw.on_message)
+        self.openflow[name] = (sw, mgr)
+        self.loop.add_reader(br.dp.upcall_fd, self._upcalls, name)
+        self._of_configure(name)
+
+    def _of_configure(self, name: str) -> None:
+        """(Re)apply the bridge's controllers, channel options and SSL files."""
+        if name not in self.openflow:
+            return
+        sw, mgr = self.openflow[name]
+        cfg = self.store.get_bridge(name)
+        probe = int(cfg.options.get("inactivity_probe", 5000)) / 1000
+        backoff = int(cfg.options.get("max_backoff", 8000)) / 1000
+        mgr.configure(self.store.get_controllers(name), probe, backoff, self.store.get_ssl())
+        sw.bridge.has_controllers = mgr.has_controllers()
+
+    def _of_stop(self, name: str) -> asyncio.Task | None:
+        """Stop reading the bridge's upcalls and close its connections (the
+        closing finishes in the returned task)."""
+        of = self.openflow.pop(name, None)
+        if of is None:
+            return None
+        sw, mgr = of
+        self.loop.remove_reader(sw.bridge.dp.upcall_fd)
+        return self.loop.create_task(mgr.close())
+
+    async def stop_openflow(self) -> None:
+        tasks = [t for name in list(self.openflow) if (t := self._of_stop(name))]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _upcalls(self, name: str) -> None:
+        of = self.openflow.get(name)
+        if of is None:
+            return
+        sw = of[0]
+        for u in sw.bridge.dp.upcalls(UPCALL_BATCH):
+            sw.upcall(u)
+
+    def tick(self) -> None:
+        """Once a second: flow timeouts, flow-removed messages, fail mode."""
+        for name, br in list(self.bridges.items()):
+            br.expire()
+            of = self.openflow.get(name)
+            if of is None:
+                br.pipeline.drain_removed()     # nobody to tell; do not let it grow
+                continue
+            sw, mgr = of
+            sw.flush_removed()
+            sw.fail_open_tick(mgr.seconds_without_controller(), mgr.probe_interval,
+                              mgr.has_controllers())
+
+    def _port_status(self, bridge: str, reason: int, ofport: int, desc=None) -> None:
+        of = self.openflow.get(bridge)
+        if of is not None:
+            of[0].port_status(reason, ofport, desc)
+
     def _start_bridge(self, name: str, fail_mode: str, options: dict) -> Bridge:
         threads = int(options.get("n_poll_threads", 1))
-        br = Bridge(name, n_threads=threads, fail_mode=fail_mode)
+        controllers = bool(self.store.get_controllers(name))
+        br = Bridge(name, n_threads=threads, fail_mode=fail_mode, controllers=controllers)
         self.bridges[name] = br
+        if self.loop is not None:
+            self._of_start(name)
         log.info("bridge %s started (%d poll thread%s)", name, threads, "s"[:threads > 1])
         return br
 
@@ -136,6 +224,10 @@ class Daemon:
             self.store.add_bridge(bridge, fail_mode=fail_mode,
                                   datapath_options={"n_poll_threads": str(threads)})
             self._start_bridge(bridge, fail_mode, {"n_poll_threads": threads})
+            # The datapath id is chosen once (from the bridge's MAC, as OVS
+            # does) and kept, so controllers see the same switch after a restart.
+            # (_start_bridge's OFSwitch derived the same id from the MAC.)
+            self.store.set_datapath_id(bridge, f"{datapath_id_for(None, bridge):016x}")
         return None
 
     def del_br(self, bridge: str, if_exists: bool = False):
@@ -146,6 +238,7 @@ class Daemon:
         with self.store.transaction():
             self.store.del_bridge(bridge)
             self.bridges.pop(bridge)
+        self._of_stop(bridge)
         br.close()
         self._unhook_peers(set(br.ports))
         return None
@@ -166,6 +259,8 @@ class Daemon:
                                       trunks=trunks or (), options=options or {},
                                       external_ids=external_ids or {})
             self._attach(bridge, self._port_state(row))
+        if br.ports[port].attached:
+            self._port_status(bridge, ofm.OFPPR_ADD, row.ofport)
         return row.ofport
 
     def del_port(self, port: str, bridge: str | None = None, if_exists: bool = False):
@@ -177,10 +272,16 @@ class Daemon:
         br_name, _ = found
         if bridge is not None and bridge != br_name:
             raise RequestError(f"port {port} is on bridge {br_name}, not {bridge}")
+        of = self.openflow.get(br_name)
+        desc = None
+        if of is not None and port in of[0].bridge.ports:
+            desc = of[0].port_desc(of[0].bridge.ports[port].ofport)
         with self.store.transaction():
             self.store.del_port(port)
             if br_name in self.bridges and port in self.bridges[br_name].ports:
                 self.bridges[br_name].del_port(port)
+        if desc is not None:
+            self._port_status(br_name, ofm.OFPPR_DELETE, desc.port_no, desc)
         self._unhook_peers({port})
         return None
 
@@ -210,6 +311,7 @@ class Daemon:
                               "error": None if p.name in by_name else "not attached"})
             out.append({"name": cfg.name, "fail_mode": cfg.fail_mode,
                         "controllers": self.store.get_controllers(cfg.name),
+                        "openflow": self._of_summary(cfg.name),
                         "running": br is not None, "ports": ports,
                         "local": by_name.get(cfg.name)})
         return out
@@ -220,6 +322,70 @@ class Daemon:
             self.store.set_fail_mode(bridge, mode)
             br.fail_mode = mode
         return None
+
+    # --- controllers -------------------------------------------------------------
+
+    def set_controller(self, bridge: str, targets: list):
+        """Replace the bridge's controllers and listeners (ovs-vsctl
+        set-controller): connections to targets that stay are kept."""
+        self.bridge(bridge)
+        if not isinstance(targets, list) or not targets:
+            raise RequestError("set-controller: need at least one target "
+                               "(del-controller removes them all)")
+        self.store.set_controllers(bridge, targets)
+        self._of_configure(bridge)
+        return None
+
+    def del_controller(self, bridge: str):
+        self.bridge(bridge)
+        self.store.set_controllers(bridge, [])
+        self._of_configure(bridge)
+        return None
+
+    def get_controller(self, bridge: str):
+        self.bridge(bridge)
+        return self.store.get_controllers(bridge)
+
+    def set_ssl(self, private_key: str, certificate: str, ca_cert: str):
+        for path in (private_key, certificate, ca_cert):
+            if isinstance(path, str) and not os.path.isfile(path):
+                raise RequestError(f"set-ssl: no such file {path}")
+        self.store.set_ssl(private_key, certificate, ca_cert)
+        for name in self.openflow:
+            self._of_configure(name)
+        return None
+
+    def get_ssl(self):
+        return self.store.get_ssl()
+
+    def del_ssl(self):
+        self.store.del_ssl()
+        return None
+
+    def _of_summary(self, bridge: str) -> dict | None:
+        of = self.openflow.get(bridge)
+        if of is None:
+            return None
+        return {"datapath_id": f"{of[0].datapath_id:016x}",
+                "controllers": [{k: t[k] for k in ("target", "state", "last_error", "connections")}
+                                for t in of[1].status()]}
+
+    def openflow_status(self, bridge: str):
+        """Connections, their counters, and what the OpenFlow side did."""
+        self.bridge(bridge)
+        of = self.openflow.get(bridge)
+        if of is None:
+            return {"controllers": [], "counters": {}}
+        sw, mgr = of
+        roles = {st.channel: st for st in sw.conns.values()}
+        status = mgr.status()
+        for t, target in zip(status, mgr.targets.values(), strict=True):
+            for conn, ch in zip(t["connections"], target.channels, strict=True):
+                st = roles.get(ch)
+                conn["role"] = ROLE_NAMES.get(st.role, "?") if st else "?"
+        return {"datapath_id": f"{sw.datapath_id:016x}", "controllers": status,
+                "counters": vars(sw.counters), "probe_interval_s": mgr.probe_interval,
+                "seconds_without_controller": round(mgr.seconds_without_controller(), 1)}
 
     def get(self, kind: str, name: str, key: str | None = None):
         snap = self._row(kind, name)
@@ -271,6 +437,7 @@ class Daemon:
                 if key != "options":
                     raise RequestError(f"bridge column {key!r} cannot be set")
                 self.store.set_bridge_options(name, options=dict(value))
+                self._of_configure(name)
             else:
                 raise RequestError(f"unknown table {kind!r} (bridge or port)")
         return None
@@ -337,9 +504,12 @@ class Daemon:
         return None
 
     def link_changed(self, ifindex: int, name: str, up: bool) -> None:
-        for br in self.bridges.values():
-            if br.link_changed(ifindex, up):
+        for br_name, br in self.bridges.items():
+            ofport = br.link_changed(ifindex, up)
+            if ofport is not None:
                 log.info("port %s: link %s", name, "up" if up else "down")
+                self._port_status(br_name, ofm.OFPPR_MODIFY, ofport)
+        self._sriov_link_event(name)
 
     def dump_groups(self, bridge: str):
         return self.bridge(bridge).dump_groups()
@@ -360,6 +530,63 @@ class Daemon:
         br = self.bridge(bridge)
         return {"datapath": br.dp.stats(), "threads": br.dp.thread_stats()}
 
+    # --- SR-IOV (vswitch.sriov) -------------------------------------------------------
+
+    def _sriov_reconcile(self, pf: str | None = None) -> list:
+        """Never fails the caller: a reconcile problem is logged and kept in the
+        assignment's error column."""
+        try:
+            report = self.sriov.reconcile(pf)
+        except Exception:
+            log.exception("SR-IOV reconcile")
+            return []
+        for r in report:
+            if r["action"] != "in line":
+                log.info("SR-IOV VF %s (VM %s): %s", r["vf_pci"], r["vm_id"], r["action"])
+        return report
+
+    def _sriov_link_event(self, name: str) -> None:
+        """A PF's link changing may be a PF reset, which removes its VFs and their
+        settings: reconcile the assignments on that PF."""
+        if name and any(a.pf_name == name for a in self.sriov.store.list()):
+            self._sriov_reconcile(name)
+
+    def vf_list(self):
+        return {"pfs": self.sriov.list(), "assignments": self.sriov.assignments(),
+                "counters": dict(self.sriov.counters),
+                "netlink": {"requests": self.sriov.rtnl.requests,
+                            "errors": self.sriov.rtnl.errors}}
+
+    def vf_set_numvfs(self, pf: str, numvfs: int, autoprobe: bool | None = None):
+        return self.sriov.set_numvfs(pf, numvfs, autoprobe)
+
+    def vf_config(self, vf: str, settings: dict):
+        return self.sriov.configure(vf, settings)
+
+    def vf_assign(self, vm_id: str, pool: str | None = None, vf: str | None = None,
+                  config: dict | None = None, vfio: bool = False, bridge: str | None = None):
+        if bridge is not None:
+            self.bridge(bridge)
+        return self.sriov.assign(vm_id, pool=pool, vf=vf, config=config, vfio=bool(vfio),
+                                 bridge=bridge)
+
+    def vf_release(self, vm_id: str | None = None, vf: str | None = None):
+        return self.sriov.release(vm_id=vm_id, vf=vf)
+
+    def vf_pools(self):
+        return self.sriov.pools()
+
+    def vf_pool_add(self, name: str, selectors: dict):
+        self.sriov.pool_add(name, selectors)
+        return None
+
+    def vf_pool_del(self, name: str):
+        self.sriov.pool_del(name)
+        return None
+
+    def vf_reconcile(self, pf: str | None = None):
+        return self.sriov.reconcile(pf)
+
     def tunnel_show(self, bridge: str | None = None):
         names = [bridge] if bridge is not None else sorted(self.bridges)
         return [{"bridge": n, **t} for n in names for t in self.bridge(n).tunnels()]
@@ -377,8 +604,21 @@ METHODS = {
     "dump-groups": Daemon.dump_groups, "dump-meters": Daemon.dump_meters,
     "group-mod": Daemon.group_mod, "meter-mod": Daemon.meter_mod,
     "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
+    "set-controller": Daemon.set_controller, "del-controller": Daemon.del_controller,
+    "get-controller": Daemon.get_controller, "set-ssl": Daemon.set_ssl,
+    "get-ssl": Daemon.get_ssl, "del-ssl": Daemon.del_ssl,
+    "openflow-status": Daemon.openflow_status,
     "tunnel-show": Daemon.tunnel_show,
 }
+METHODS.update({
+    "vf-list": Daemon.vf_list, "vf-set-numvfs": Daemon.vf_set_numvfs,
+    "vf-config": Daemon.vf_config, "vf-assign": Daemon.vf_assign,
+    "vf-release": Daemon.vf_release, "vf-pools": Daemon.vf_pools,
+    "vf-pool-add": Daemon.vf_pool_add, "vf-pool-del": Daemon.vf_pool_del,
+    "vf-reconcile": Daemon.vf_reconcile,
+})
+ROLE_NAMES = {ofm.OFPCR_ROLE_EQUAL: "equal", ofm.OFPCR_ROLE_MASTER: "master",
+              ofm.OFPCR_ROLE_SLAVE: "slave"}
 
 
 # --- the control socket ------------------------------------------------------------
@@ -448,15 +688,16 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
     async def expire() -> None:
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL_S)
-            for br in list(daemon.bridges.values()):
-                br.expire()
+            daemon.tick()
 
+    daemon.start_openflow(asyncio.get_running_loop())
     ticker = asyncio.create_task(expire())
     try:
         async with server:
             await stop.wait()
     finally:
         ticker.cancel()
+        await daemon.stop_openflow()
         server.close()
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -506,6 +747,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--demo", action="store_true",
                     help="also create bridge vsdemo0 with two namespaced hosts (removed on stop)")
+    ap.add_argument("--sysfs-root", default=os.environ.get("VSWITCH_SYSFS_ROOT",
+                                                           DEFAULT_SYSFS_ROOT),
+                    help="where sysfs is (SR-IOV discovery; tests point it at a fake tree)")
     args = ap.parse_args(argv)
     level = getattr(logging, args.log_level.upper())
     # debug is for vswitchd's own loggers: libraries (pyroute2 dumps every
@@ -524,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         lock_fd = _lock_state_dir(args.state_dir)
-        daemon = Daemon(args.state_dir)
+        daemon = Daemon(args.state_dir, sysfs_root=args.sysfs_root)
     except (ConfigError, OSError) as e:
         print(f"vswitchd: {e}", file=sys.stderr)
         return 1
