@@ -333,10 +333,11 @@ class Resolver:
                 wanted = t.dp.vxlan_wanted(t.port_no)
             except (OSError, ValueError):
                 return
-        for a in wanted:
-            if a not in t.dests and len(t.dests) < MAX_DESTS:
-                t.dests[a] = (None, "not resolved yet")
-        for a, (old, _) in list(t.dests.items()):
+            for a in wanted:                 # t.dests changes under the lock only
+                if a not in t.dests and len(t.dests) < MAX_DESTS:
+                    t.dests[a] = (None, "not resolved yet")
+            dests = list(t.dests.items())
+        for a, (old, _) in dests:
             if old is not None and not full:
                 continue
             route, why, poke = lookup_route(ipr, t.cfg, a)
