@@ -30,6 +30,7 @@ from vswitch.datapath import UPCALL_SFLOW, Datapath, make_standalone  # noqa: E4
 from vswitch.flowtable import Pipeline  # noqa: E402
 from vswitch.sflow.agent import PortView, SflowAgent  # noqa: E402
 from vswitch.sflow.settings import SflowSettings  # noqa: E402
+from vswitch.sflow.vm import VirtCpu, VirtDisk, VirtMemory  # noqa: E402
 
 
 def _usable() -> str | None:
@@ -420,3 +421,106 @@ def test_interface_counters_decode_in_tshark(env):
     assert p["sflow_245.ifinmcast"] == ["4294967295"] * 3      # unknown, said so
     assert p["sflow_245.dot3StatsFrameTooLongs"] == ["0"] * 3
     assert p["sflow_245.dot3StatsFCSErrors"] == ["4294967295"] * 3
+
+
+# ---- host and VM structures (the independent test decoder) ----------------------------
+
+class FixedVmStats:
+    """A VmStatsProvider as the host manager will implement it (here with
+    fixed answers, to check that what it says is what gets sent)."""
+
+    def cpu(self, vm):
+        return VirtCpu(state=1, cpu_time_ms=123456, n_vcpus=4)
+
+    def memory(self, vm):
+        return VirtMemory(memory=2 << 30, max_memory=4 << 30)
+
+    def disk(self, vm):
+        return VirtDisk(capacity=10 << 30, allocation=3 << 30, available=7 << 30, rd_req=11,
+                        rd_bytes=22 << 20, wr_req=33, wr_bytes=44 << 20, errs=0)
+
+
+def _meminfo() -> dict:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def test_host_and_vm_structures(env):
+    h1, h2, h3 = env.hosts
+    vm_id = "6f1c2a9e-0d4b-4c1e-9a57-3b2f8e6d1c40"
+    env.external_ids[2] = {"iface-id": "vif-a", "vm-id": vm_id, "vm-name": "guest-a",
+                           "attached-mac": h2.mac}
+    env.external_ids[3] = {"iface-id": "vif-b", "vm-uuid": vm_id}    # same VM, 2nd NIC
+    env.external_ids[1] = {"iface-id": "vif-c"}                       # no VM id: not a VM
+    send_raw(h2, *[frame(BCAST, h2.mac, size=150) for _ in range(4)])
+    send_raw(h1, *[frame(h2.mac, h1.mac, size=90) for _ in range(2)])
+    time.sleep(0.3)
+    agent = env.agent(host=True, vm_stats=FixedVmStats(), sub_agent_id=3)
+    agent.poll(force=True)
+    agent.flush()
+    dgs = env.collector.receive()
+    agent.close()
+    samples = [s for d in dgs for s in sflow_testdecode.decode(d)["samples"]]
+    by_src = {(s["source_type"], s["source_index"]): s for s in samples}
+    assert len(samples) == 5 and len(by_src) == 5   # 3 ports, the host, one VM
+
+    host = by_src[(2, 1)]["records"]
+    assert sorted(k for k in host) == [(0, 2000), (0, 2001), (0, 2003), (0, 2004), (0, 2005),
+                                       (0, 2006)]
+    (descr,) = host[(0, 2000)]
+    assert descr["hostname"] == socket.gethostname()
+    with open("/etc/machine-id") as f:
+        machine_id = f.read().strip()
+    if not os.path.exists("/sys/class/dmi/id/product_uuid"):
+        assert descr["uuid"].hex() == machine_id
+    assert descr["machine_type"] == {"x86_64": 3, "aarch64": 10}.get(os.uname().machine, 1)
+    assert descr["os_name"] == 2 and descr["os_release"] == os.uname().release
+    (adapters,) = host[(0, 2001)]
+    for a in adapters["adapters"]:
+        name = socket.if_indextoname(a["ifIndex"])
+        with open(f"/sys/class/net/{name}/address") as f:
+            assert a["macs"] == [bytes.fromhex(f.read().strip().replace(":", ""))]
+        assert os.path.exists(f"/sys/class/net/{name}/device")
+    assert {h.port_ifindex for h in env.hosts}.isdisjoint(a["ifIndex"] for a in
+                                                           adapters["adapters"])
+    (cpu,) = host[(0, 2003)]
+    assert cpu["cpu_num"] == os.cpu_count()
+    load = os.getloadavg()
+    assert abs(cpu["load_one"] - load[0]) < 1.0
+    with open("/proc/uptime") as f:
+        assert abs(cpu["uptime"] - float(f.read().split()[0])) < 5
+    assert cpu["cpu_user"] > 0 and cpu["cpu_idle"] > 0 and cpu["contexts"] > 0
+    assert 0 < cpu["proc_run"] <= cpu["proc_total"]
+    (mem,) = host[(0, 2004)]
+    mi = _meminfo()
+    assert mem["mem_total"] == mi["MemTotal"]
+    assert mem["swap_total"] == mi["SwapTotal"]
+    assert 0 < mem["mem_free"] <= mem["mem_total"]
+    (dsk,) = host[(0, 2005)]
+    assert dsk["disk_total"] > 0 and dsk["disk_free"] <= dsk["disk_total"]
+    assert 0 < dsk["part_max_used"] <= 10000
+    assert dsk["reads"] > 0 and dsk["bytes_read"] > 0
+    (nio,) = host[(0, 2006)]
+    assert nio["bytes_in"] > 0 or not adapters["adapters"]
+
+    vm = by_src[(3, 1)]["records"]
+    assert sorted(vm) == [(0, 2000), (0, 2002), (0, 2101), (0, 2102), (0, 2103), (0, 2104)]
+    (vdescr,) = vm[(0, 2000)]
+    assert vdescr["hostname"] == "guest-a"
+    assert vdescr["uuid"].hex() == vm_id.replace("-", "")
+    assert vm[(0, 2002)] == [{"container_type": 2, "container_index": 1}]
+    # Network I/O of the VM = its two ports' counters, from the VM's side.
+    s2, s3 = env.dp.port_stats(2), env.dp.port_stats(3)
+    (vnio,) = vm[(0, 2104)]
+    assert vnio["rx_packets"] == s2["tx_packets"] + s3["tx_packets"]
+    assert vnio["rx_bytes"] == s2["tx_bytes"] + s3["tx_bytes"]
+    assert vnio["tx_packets"] == s2["rx_packets"] + s3["rx_packets"] == 4
+    assert vnio["tx_bytes"] == s2["rx_bytes"] + s3["rx_bytes"] == 600
+    assert vnio["rx_packets"] == 2 + 4        # h1's unicast to port 2, h2's flood to 3
+    assert vm[(0, 2101)] == [{"state": 1, "cpuTime": 123456, "nrVirtCpu": 4}]
+    assert vm[(0, 2102)] == [{"memory": 2 << 30, "maxMemory": 4 << 30}]
+    assert vm[(0, 2103)][0]["wr_bytes"] == 44 << 20 and vm[(0, 2103)][0]["rd_req"] == 11
