@@ -147,13 +147,14 @@ def test_refused_change_leaves_db_unchanged(populated, db_path, op, match):
 
 def test_open_creates_directory_wal_and_schema(store, db_path):
     assert db_path.is_file()
-    assert store.schema_version == config.SCHEMA_VERSION == 1
+    assert store.schema_version == config.SCHEMA_VERSION == len(config.MIGRATIONS)
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [
+            (config.SCHEMA_VERSION,)]
     assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert store.snapshot() == {"schema_version": 1, "bridges": []}
+    assert store.snapshot() == {"schema_version": config.SCHEMA_VERSION, "bridges": []}
 
 
 def test_reopen_keeps_everything(populated, db_path):
@@ -161,7 +162,7 @@ def test_reopen_keeps_everything(populated, db_path):
     populated.close()
     with ConfigStore(db_path) as again:
         assert again.snapshot() == before
-        assert again.schema_version == 1
+        assert again.schema_version == config.SCHEMA_VERSION
 
 
 def test_garbage_file_refused(tmp_path):
@@ -195,7 +196,7 @@ def test_unopenable_paths_refused(tmp_path):
 def test_empty_file_is_initialised(tmp_path):
     (tmp_path / "conf.db").write_bytes(b"")
     with ConfigStore(tmp_path / "conf.db") as s:
-        assert s.schema_version == 1
+        assert s.schema_version == config.SCHEMA_VERSION
 
 
 def test_foreign_database_refused(tmp_path):
@@ -211,7 +212,8 @@ def test_newer_schema_refused(populated, db_path):
     with sqlite3.connect(db_path) as db:
         db.execute("UPDATE schema_version SET version = 7")
     with pytest.raises(ConfigError, match="schema version 7 is newer than this vswitch "
-                                          r"supports \(1\); upgrade vswitch"):
+                                          rf"supports \({config.SCHEMA_VERSION}\); "
+                                          "upgrade vswitch"):
         ConfigStore(db_path)
     with sqlite3.connect(db_path) as db:  # left alone
         assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 7
@@ -224,8 +226,8 @@ def test_migration_applied_on_open(populated, db_path, monkeypatch):
         "CREATE TABLE sflow (bridge_id INTEGER REFERENCES bridges(id) ON DELETE CASCADE)",
         "INSERT INTO port_types VALUES ('vxlan')"]])
     with ConfigStore(db_path) as s:
-        assert s.schema_version == 2
-        assert s.snapshot() == {**before, "schema_version": 2}
+        assert s.schema_version == config.SCHEMA_VERSION + 1
+        assert s.snapshot() == {**before, "schema_version": config.SCHEMA_VERSION + 1}
         assert s.add_port("br1", "vx0", "vxlan").type == "vxlan"
 
 
@@ -496,7 +498,8 @@ def test_concurrent_open_of_new_database(tmp_path):
         t.join()
     assert not errors and len(stores) == 4
     stores[0].add_bridge("br0")
-    assert all(s.get_bridge("br0").name == "br0" and s.schema_version == 1 for s in stores)
+    assert all(s.get_bridge("br0").name == "br0" and s.schema_version == config.SCHEMA_VERSION
+               for s in stores)
     for s in stores:
         s.close()
 
@@ -530,7 +533,7 @@ def test_one_store_many_threads(store):
 def test_snapshot_is_plain_json(populated):
     snap = populated.snapshot()
     assert json.loads(json.dumps(snap)) == snap
-    assert snap == {"schema_version": 1, "bridges": [
+    assert snap == {"schema_version": config.SCHEMA_VERSION, "bridges": [
         {"name": "br0", "fail_mode": "standalone", "datapath_id": "00000000000000aa",
          "datapath_options": {"n_poll_threads": "2"}, "options": {"mcast_snooping": "true"},
          "controllers": ["tcp:192.0.2.1:6653", "punix:/run/vswitch/br0.mgmt"],

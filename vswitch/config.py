@@ -65,6 +65,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (bridge_id, position),
             UNIQUE (bridge_id, target))""",
     ],
+    [  # version 2: per-bridge sFlow settings (vswitch/sflow/settings.py checks them)
+        """CREATE TABLE bridge_sflow (
+            bridge_id INTEGER PRIMARY KEY REFERENCES bridges(id) ON DELETE CASCADE,
+            settings TEXT NOT NULL)""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -561,3 +566,32 @@ class ConfigStore:
                                 "datapath_options": br.datapath_options, "options": br.options,
                                 "controllers": self.get_controllers(br.name), "ports": ports})
             return {"schema_version": self.schema_version, "bridges": bridges}
+
+    # -- sFlow (one row per bridge that exports it) ------------------------------------
+
+    def set_sflow(self, bridge: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a bridge's sFlow settings (checked; defaults filled in)."""
+        from vswitch.sflow.settings import SflowSettingsError, check
+        try:
+            checked = check(settings).to_dict()
+        except SflowSettingsError as e:
+            raise ConfigError(str(e)) from None
+        with self._tx() as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            db.execute("INSERT OR REPLACE INTO bridge_sflow VALUES (?, ?)",
+                       (br_id, _dumps(checked)))
+        return checked
+
+    def get_sflow(self, bridge: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            row = db.execute("SELECT settings FROM bridge_sflow WHERE bridge_id = ?",
+                             (br_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def del_sflow(self, bridge: str) -> bool:
+        """Remove a bridge's sFlow settings; False if it had none."""
+        with self._tx() as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            return db.execute("DELETE FROM bridge_sflow WHERE bridge_id = ?",
+                              (br_id,)).rowcount > 0

@@ -31,6 +31,7 @@ from vswitch.linkmon import LinkMonitor
 from vswitch.ofp import OFError
 from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
 from vswitch.packet import build_frame
+from vswitch.sflow.service import SflowService
 
 log = logging.getLogger("vswitchd")
 
@@ -54,6 +55,7 @@ class Daemon:
         Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = ConfigStore(os.path.join(state_dir, "conf.db"))
         self.bridges: dict[str, Bridge] = {}
+        self.sflow = SflowService(self.store, self.bridges)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -72,8 +74,14 @@ class Daemon:
                     self._attach(br, self._port_state(port))
                 except BridgeError as e:
                     log.error("port %s: %s", port.name, e)
+        for br in list(self.bridges):
+            try:
+                self.sflow.apply(br)
+            except ValueError as e:
+                log.error("bridge %s: %s", br, e)
 
     def close(self) -> None:
+        self.sflow.close()
         for name in list(self.bridges):
             self.bridges.pop(name).close()
         self.store.close()
@@ -145,6 +153,7 @@ class Daemon:
             return None
         with self.store.transaction():
             self.store.del_bridge(bridge)
+            self.sflow.forget(bridge)
             self.bridges.pop(bridge)
         br.close()
         self._unhook_peers(set(br.ports))
@@ -360,6 +369,32 @@ class Daemon:
         br = self.bridge(bridge)
         return {"datapath": br.dp.stats(), "threads": br.dp.thread_stats()}
 
+    # --- sFlow -----------------------------------------------------------------------------
+
+    def sflow_set(self, bridge: str, settings: dict):
+        """Export sFlow from a bridge (replaces its settings)."""
+        self.bridge(bridge)
+        try:
+            with self.store.transaction():
+                checked = self.store.set_sflow(bridge, settings)
+                self.sflow.apply(bridge)
+        except ValueError:
+            self.sflow.apply(bridge)          # the stored (previous) settings again
+            raise
+        return checked
+
+    def sflow_show(self, bridge: str):
+        self.bridge(bridge)
+        return {"settings": self.store.get_sflow(bridge), "status": self.sflow.status(bridge)}
+
+    def sflow_del(self, bridge: str, if_exists: bool = False):
+        self.bridge(bridge)
+        with self.store.transaction():
+            if not self.store.del_sflow(bridge) and not if_exists:
+                raise RequestError(f"bridge {bridge} has no sFlow settings")
+            self.sflow.apply(bridge)
+        return None
+
 
 METHODS = {
     "add-br": Daemon.add_br, "del-br": Daemon.del_br, "list-br": Daemon.list_br,
@@ -374,6 +409,8 @@ METHODS = {
     "group-mod": Daemon.group_mod, "meter-mod": Daemon.meter_mod,
     "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
 }
+METHODS.update({"sflow-set": Daemon.sflow_set, "sflow-show": Daemon.sflow_show,
+                "sflow-del": Daemon.sflow_del})
 
 
 # --- the control socket ------------------------------------------------------------
@@ -541,9 +578,11 @@ def main(argv: list[str] | None = None) -> int:
                 loop.add_signal_handler(sig, stop.set)
             links = LinkMonitor(daemon.link_changed)
             loop.add_reader(links.fileno(), links.poll)
+            daemon.sflow.start(loop)
             try:
                 await serve(daemon, sock_path, stop)
             finally:
+                daemon.sflow.stop()
                 loop.remove_reader(links.fileno())
                 links.close()
 
