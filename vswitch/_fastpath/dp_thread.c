@@ -264,7 +264,10 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
     scratch_reset(&L->scratch);
 
     uint64_t up_ok = 0, up_drop = 0;
+    bool sflow = d == 0 && t->sflow.port;   /* frames of this batch were picked */
     for (uint32_t i = 0; i < res.n_upcalls; i++) {
+        if (sflow)
+            dp_sflow_note(t, L, res.upcalls[i].pkt, L->n_tx, VS_DP_SFLOW_F_LOCAL);
         if (dp_upq_push(dp->upq, &res.upcalls[i]) == 0)
             up_ok++;
         else
@@ -283,6 +286,7 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
     for (uint32_t i = 0; i < res.n_emits; i++) {
         const struct vs_emit *e = &res.emits[i];
         uint32_t in_port = L->in_ports[e->pkt];
+        uint32_t staged = L->n_tx;
         if (e->port == VS_OFPP_NORMAL) {
             dp_normal(t, L, dp, in_port, e->data, e->len, now);
         } else if (table_ok && e->port == VS_DP_PORT_RESERVED) {
@@ -294,9 +298,15 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
             else
                 no_port++;
         }
+        if (sflow)
+            dp_sflow_note(t, L, e->pkt, staged,
+                          e->port == VS_OFPP_NORMAL && L->n_tx - staged > 1
+                              ? VS_DP_SFLOW_F_FLOOD : 0);
     }
     if (no_port)
         DP_ADD(&dp->tx_no_port, no_port);
+    if (sflow)
+        dp_sflow_flush(t, dp, L);
     flush(t, dp, d);
 }
 
@@ -345,6 +355,7 @@ static uint32_t poll_round(struct dp_thread *t)
         if (m) {
             for (uint32_t i = 0; i < m; i++)
                 L->in_ports[i] = p->port_no;
+            dp_sflow_pick(t, dp, p, m);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);

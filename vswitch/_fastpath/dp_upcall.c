@@ -12,6 +12,7 @@
 
 struct upq_item {
     struct vs_dp_upcall u;
+    uint32_t dlen;                 /* bytes in data (u.len may be larger: sFlow) */
     uint8_t data[];
 };
 
@@ -66,19 +67,32 @@ uint32_t dp_upq_len(struct dp_upq *q)
 int dp_upq_push(struct dp_upq *q, const struct vs_upcall *up)
 {
     uint32_t len = up->len > VS_DP_MAX_FRAME ? VS_DP_MAX_FRAME : up->len;
+    struct vs_dp_upcall u = {
+        .kind = VS_DP_UPCALL_CONTROLLER,
+        .in_port = up->in_port,
+        .reason = up->reason,
+        .table_id = up->table_id,
+        .max_len = up->max_len,
+        .cookie = up->cookie,
+        .metadata = up->metadata,
+        .tunnel_id = up->tunnel_id,
+        .len = len,
+    };
+    return dp_upq_push_raw(q, &u, up->data, len);
+}
+
+int dp_upq_push_raw(struct dp_upq *q, const struct vs_dp_upcall *u, const uint8_t *data,
+                    uint32_t len)
+{
+    if (len > VS_DP_MAX_FRAME)
+        len = VS_DP_MAX_FRAME;
     struct upq_item *it = malloc(sizeof *it + len);
     if (!it)
         return -1;
-    it->u.in_port = up->in_port;
-    it->u.reason = up->reason;
-    it->u.table_id = up->table_id;
-    it->u.max_len = up->max_len;
-    it->u.cookie = up->cookie;
-    it->u.metadata = up->metadata;
-    it->u.tunnel_id = up->tunnel_id;
-    it->u.len = len;
+    it->u = *u;
     it->u.copied = 0;
-    memcpy(it->data, up->data, len);
+    it->dlen = len;
+    memcpy(it->data, data, len);
 
     pthread_mutex_lock(&q->mu);
     if (q->n >= q->cap) {
@@ -113,7 +127,7 @@ int dp_upq_pop(struct dp_upq *q, struct vs_dp_upcall *u, uint8_t *buf, uint32_t 
     }
     pthread_mutex_unlock(&q->mu);
     *u = it->u;
-    u->copied = it->u.len < buflen ? it->u.len : buflen;
+    u->copied = it->dlen < buflen ? it->dlen : buflen;
     if (buf && u->copied)
         memcpy(buf, it->data, u->copied);
     else
