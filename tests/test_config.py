@@ -90,7 +90,7 @@ REFUSED = [
     ("dup port same bridge", lambda s: s.add_port("br0", "eth0"), "port on bridge 'br0'"),
     ("dup port other bridge", lambda s: s.add_port("br1", "eth0"), "port on bridge 'br0'"),
     ("port named like bridge", lambda s: s.add_port("br0", "br1"), "used by bridge 'br1'"),
-    ("port type", lambda s: s.add_port("br0", "p9", "vxlan"), "invalid port type 'vxlan'"),
+    ("port type", lambda s: s.add_port("br0", "p9", "gre9"), "invalid port type 'gre9'"),
     ("ofport collision", lambda s: s.add_port("br0", "p9", ofport=2),
      "ofport 2 on bridge 'br0' is already used by port 'vm1'"),
     *[(f"ofport {v!r}", lambda s, v=v: s.add_port("br0", "p9", ofport=v), "invalid ofport")
@@ -150,11 +150,11 @@ def test_open_creates_directory_wal_and_schema(store, db_path):
     assert store.schema_version == config.SCHEMA_VERSION == len(config.MIGRATIONS)
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [
-            (config.SCHEMA_VERSION,)]
+        version = db.execute("SELECT version FROM schema_version").fetchall()
+        assert version == [(config.SCHEMA_VERSION,)]
     assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert store._db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert store.snapshot() == {"schema_version": config.SCHEMA_VERSION, "bridges": []}
+    assert store.snapshot() == {"schema_version": config.SCHEMA_VERSION, "bridges": [], "ssl": None}
 
 
 def test_reopen_keeps_everything(populated, db_path):
@@ -212,8 +212,7 @@ def test_newer_schema_refused(populated, db_path):
     with sqlite3.connect(db_path) as db:
         db.execute("UPDATE schema_version SET version = 7")
     with pytest.raises(ConfigError, match="schema version 7 is newer than this vswitch "
-                                          rf"supports \({config.SCHEMA_VERSION}\); "
-                                          "upgrade vswitch"):
+                       rf"supports \({config.SCHEMA_VERSION}\); upgrade vswitch"):
         ConfigStore(db_path)
     with sqlite3.connect(db_path) as db:  # left alone
         assert db.execute("SELECT version FROM schema_version").fetchone()[0] == 7
@@ -223,25 +222,25 @@ def test_migration_applied_on_open(populated, db_path, monkeypatch):
     before = populated.snapshot()
     populated.close()
     monkeypatch.setattr(config, "MIGRATIONS", [*config.MIGRATIONS, [
-        "CREATE TABLE sflow (bridge_id INTEGER REFERENCES bridges(id) ON DELETE CASCADE)",
-        "INSERT INTO port_types VALUES ('vxlan')"]])
+        "CREATE TABLE example (bridge_id INTEGER REFERENCES bridges(id) ON DELETE CASCADE)",
+        "INSERT INTO port_types VALUES ('example')"]])
     with ConfigStore(db_path) as s:
         assert s.schema_version == config.SCHEMA_VERSION + 1
         assert s.snapshot() == {**before, "schema_version": config.SCHEMA_VERSION + 1}
-        assert s.add_port("br1", "vx0", "vxlan").type == "vxlan"
+        assert s.add_port("br1", "ex0", "example").type == "example"
 
 
 def test_failed_migration_rolls_back(populated, db_path, monkeypatch):
     before = populated.snapshot()
     populated.close()
     monkeypatch.setattr(config, "MIGRATIONS", [*config.MIGRATIONS, [
-        "CREATE TABLE sflow (x)", "THIS IS NOT SQL"]])
+        "CREATE TABLE example (x)", "THIS IS NOT SQL"]])
     with pytest.raises(ConfigError, match="cannot open configuration database"):
         ConfigStore(db_path)
     monkeypatch.undo()
     with ConfigStore(db_path) as s:
         assert s.snapshot() == before
-        assert not s._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sflow'").fetchone()
+        assert not s._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'example'").fetchone()
 
 
 def test_closed_store_raises_config_error(db_path):
@@ -533,7 +532,7 @@ def test_one_store_many_threads(store):
 def test_snapshot_is_plain_json(populated):
     snap = populated.snapshot()
     assert json.loads(json.dumps(snap)) == snap
-    assert snap == {"schema_version": config.SCHEMA_VERSION, "bridges": [
+    assert snap == {"schema_version": config.SCHEMA_VERSION, "ssl": None, "bridges": [
         {"name": "br0", "fail_mode": "standalone", "datapath_id": "00000000000000aa",
          "datapath_options": {"n_poll_threads": "2"}, "options": {"mcast_snooping": "true"},
          "controllers": ["tcp:192.0.2.1:6653", "punix:/run/vswitch/br0.mgmt"],

@@ -17,6 +17,8 @@ from vswitch.flowtable import Pipeline, TableStats, trace
 from vswitch.ofp import FlowEntry, OFError
 from vswitch.ofproto.flowsyntax import FlowSpec, format_flow, format_match, parse_flow
 from vswitch.ofproto.groupsyntax import (
+    GroupSpec,
+    MeterSpec,
     format_group,
     format_meter,
     parse_group,
@@ -60,9 +62,11 @@ def vlan_config(tag: int | None, trunks, options: dict) -> dict:
 class Bridge:
     """Ports, flows and counters of one bridge."""
 
-    def __init__(self, name: str, *, n_threads: int = 1, fail_mode: str = "standalone") -> None:
+    def __init__(self, name: str, *, n_threads: int = 1, fail_mode: str = "standalone",
+                 controllers: bool = False) -> None:
         self.name = name
         self.fail_mode = fail_mode
+        self.has_controllers = controllers
         self.pipeline = Pipeline()
         try:
             self.dp = Datapath(self.pipeline, n_threads=n_threads)
@@ -81,11 +85,12 @@ class Bridge:
         self.pipeline.close()
 
     def reset_flows(self) -> None:
-        """A fresh standalone bridge forwards as a MAC learning switch (as
-        OVS adds `priority=0 actions=NORMAL`); a secure one sets up no flows
-        on its own and drops everything until flows are added."""
+        """A fresh standalone bridge without controllers forwards as a MAC
+        learning switch (as OVS adds `priority=0 actions=NORMAL`); a secure
+        one, or one with controllers, sets up no flows on its own (the fail
+        mode decides what happens while no controller is connected)."""
         self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
-        if self.fail_mode == "standalone":
+        if self.fail_mode == "standalone" and not self.has_controllers:
             make_standalone(self.pipeline)
 
     # --- ports ---------------------------------------------------------------
@@ -293,7 +298,11 @@ class Bridge:
     # --- groups and meters (ovs-ofctl syntax) ------------------------------------
 
     def group_mod(self, text: str, command: int) -> None:
-        spec = parse_group(text, need_buckets=command != ofp.OFPGC_DELETE)
+        self.apply_group_mod(command, parse_group(text, need_buckets=command != ofp.OFPGC_DELETE))
+
+    def apply_group_mod(self, command: int, spec: GroupSpec) -> None:
+        """A group mod from either control path; the bridge remembers the
+        buckets for dump-groups and GROUP_DESC."""
         self.pipeline.group_mod(command, spec.type, spec.group_id, spec.buckets)
         if command == ofp.OFPGC_DELETE:
             if spec.group_id == 0xFFFFFFFC:
@@ -311,7 +320,9 @@ class Bridge:
         return out
 
     def meter_mod(self, text: str, command: int) -> None:
-        spec = parse_meter(text, need_bands=command != ofp.OFPMC_DELETE)
+        self.apply_meter_mod(command, parse_meter(text, need_bands=command != ofp.OFPMC_DELETE))
+
+    def apply_meter_mod(self, command: int, spec: MeterSpec) -> None:
         self.pipeline.meter_mod(command, spec.meter_id, spec.flags, spec.bands)
         if command == ofp.OFPMC_DELETE:
             if spec.meter_id == 0xFFFFFFFF:
@@ -328,13 +339,14 @@ class Bridge:
             out.append({**m, "text": format_meter(spec) if spec else f"meter={m['meter_id']}"})
         return out
 
-    def link_changed(self, ifindex: int, up: bool) -> bool:
-        """A kernel carrier change; True if it was one of our ports."""
+    def link_changed(self, ifindex: int, up: bool) -> int | None:
+        """A kernel carrier change; the OpenFlow port number if it changed
+        one of our ports."""
         for info in self.dp.ports():
             if info.ifindex == ifindex and info.link_up != up:
                 self.dp.set_port_link(info.port_no, up)
-                return True
-        return False
+                return info.port_no
+        return None
 
     # --- trace ---------------------------------------------------------------
 

@@ -183,8 +183,10 @@ def _show_text(bridges):
     for b in bridges:
         yield f'Bridge {b["name"]}'
         yield f'    fail_mode: {b["fail_mode"]}'
+        status = {c["target"]: c for c in (b.get("openflow") or {}).get("controllers", [])}
         for c in b["controllers"]:
-            yield f"    Controller \"{c}\""
+            st = status.get(c)
+            yield f"    Controller \"{c}\"" + (f" ({_target_state(st)})" if st else "")
         local = b.get("local") or {}
         if local:
             yield f'    Port {b["name"]} (ofport LOCAL, internal, link {local.get("link")})'
@@ -211,6 +213,89 @@ def _show_text(bridges):
 def show(ctx):
     """Bridges, ports, their state."""
     out(ctx, call(ctx, "show"), _show_text)
+
+
+def _target_state(t: dict) -> str:
+    conns = t["connections"]
+    if conns and t["target"].startswith(("ptcp:", "punix:")):
+        return f"listening, {len(conns)} connected"
+    if conns:
+        return f"connected, role {conns[0].get('role', '?')}"
+    return t["state"] + (f": {t['last_error']}" if t["last_error"] else "")
+
+
+@main.command("set-controller")
+@click.argument("bridge")
+@click.argument("targets", nargs=-1, required=True)
+@click.pass_context
+def set_controller(ctx, bridge, targets):
+    """Set the OpenFlow controllers and listeners of BRIDGE: tcp:IP:PORT,
+    ssl:IP:PORT, unix:PATH (dialled) and ptcp:PORT[:IP], punix:PATH (listened
+    on; ptcp binds 127.0.0.1 unless IP is given)."""
+    call(ctx, "set-controller", bridge=bridge, targets=list(targets))
+
+
+@main.command("del-controller")
+@click.argument("bridge")
+@click.pass_context
+def del_controller(ctx, bridge):
+    """Remove every controller and listener of BRIDGE."""
+    call(ctx, "del-controller", bridge=bridge)
+
+
+@main.command("get-controller")
+@format_option
+@click.argument("bridge")
+@click.pass_context
+def get_controller(ctx, bridge):
+    out(ctx, call(ctx, "get-controller", bridge=bridge), lambda r: r)
+
+
+@main.command("controller-status")
+@format_option
+@click.argument("bridge")
+@click.pass_context
+def controller_status(ctx, bridge):
+    """OpenFlow connections of BRIDGE, their roles and counters."""
+    def text(r):
+        yield f'datapath_id {r.get("datapath_id", "?")}, probe interval ' \
+              f'{r.get("probe_interval_s", "?")} s'
+        for t in r["controllers"]:
+            yield f'{t["target"]}: {t["state"]}' + \
+                (f' ({t["last_error"]})' if t["last_error"] else "") + \
+                f', {t["connects"]} connects, {t["disconnects"]} disconnects'
+            for c in t["connections"]:
+                yield f'    {c["peer"]}: role {c.get("role", "?")}, up {c["connected_s"]} s, ' \
+                      f'rx {c["rx_msgs"]} tx {c["tx_msgs"]} msgs, errors sent ' \
+                      f'{c["rx_errors"]}, async dropped {c["async_dropped"]}'
+        for k, v in sorted(r["counters"].items()):
+            yield f"{k}: {v}"
+    out(ctx, call(ctx, "openflow-status", bridge=bridge), text)
+
+
+@main.command("set-ssl")
+@click.argument("private_key")
+@click.argument("certificate")
+@click.argument("ca_cert")
+@click.pass_context
+def set_ssl(ctx, private_key, certificate, ca_cert):
+    """Key, certificate and CA certificate for ssl: controllers (PEM files)."""
+    call(ctx, "set-ssl", private_key=os.path.abspath(private_key),
+         certificate=os.path.abspath(certificate), ca_cert=os.path.abspath(ca_cert))
+
+
+@main.command("get-ssl")
+@format_option
+@click.pass_context
+def get_ssl(ctx):
+    out(ctx, call(ctx, "get-ssl"),
+        lambda r: [f"{k}: {v}" for k, v in sorted(r.items())] if r else ["(no SSL set)"])
+
+
+@main.command("del-ssl")
+@click.pass_context
+def del_ssl(ctx):
+    call(ctx, "del-ssl")
 
 
 @main.command("set-fail-mode")

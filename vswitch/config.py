@@ -65,7 +65,14 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (bridge_id, position),
             UNIQUE (bridge_id, target))""",
     ],
-    [  # version 2: per-bridge sFlow settings (vswitch/sflow/settings.py checks them)
+    [  # version 2: the SSL key, certificate and CA used by ssl: controller targets
+        """CREATE TABLE ssl (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            private_key TEXT NOT NULL,
+            certificate TEXT NOT NULL,
+            ca_cert TEXT NOT NULL)""",
+    ],
+    [  # version 3: per-bridge sFlow settings (vswitch/sflow/settings.py checks them)
         """CREATE TABLE bridge_sflow (
             bridge_id INTEGER PRIMARY KEY REFERENCES bridges(id) ON DELETE CASCADE,
             settings TEXT NOT NULL)""",
@@ -142,6 +149,20 @@ def _check_datapath_options(opts: dict[str, str]) -> dict[str, str]:
     n = opts.get("n_poll_threads")
     if n is not None and not (n.isascii() and n.isdigit() and 1 <= int(n) <= 1024):
         raise ConfigError(f"invalid datapath option n_poll_threads={n!r}: need an integer 1-1024")
+    return opts
+
+
+# Bridge options that control the OpenFlow channel (milliseconds, as OVS's Controller
+# columns): ECHO after this much silence, and the longest wait between reconnection attempts.
+_CHANNEL_OPTIONS = {"inactivity_probe": (0, 3_600_000), "max_backoff": (1000, 3_600_000)}
+
+
+def _check_bridge_options(opts: dict[str, str]) -> dict[str, str]:
+    for key, (low, high) in _CHANNEL_OPTIONS.items():
+        v = opts.get(key)
+        if v is not None and not (v.isascii() and v.isdigit() and low <= int(v) <= high):
+            raise ConfigError(f"invalid bridge option {key}={v!r}: need milliseconds "
+                              f"{low}-{high}" + (" (0 disables the probe)" if low == 0 else ""))
     return opts
 
 
@@ -361,7 +382,7 @@ class ConfigStore:
             raise ConfigError(f"invalid fail_mode {fail_mode!r}: expected standalone or secure")
         dpid = _check_dpid(datapath_id)
         dp_opts = _check_datapath_options(_check_map("datapath_options", datapath_options))
-        opts = _check_map("bridge options", options)
+        opts = _check_bridge_options(_check_map("bridge options", options))
         with self._tx() as db:
             self._check_free_name(db, name)
             self._check_dpid_free(db, dpid, name)
@@ -400,7 +421,8 @@ class ConfigStore:
             row = self._bridge_row(db, name)
             if options is not None:
                 opts = _merge("bridge options", json.loads(row["options"]), options, replace)
-                db.execute("UPDATE bridges SET options = ? WHERE id = ?", (_dumps(opts), row["id"]))
+                db.execute("UPDATE bridges SET options = ? WHERE id = ?",
+                           (_dumps(_check_bridge_options(opts)), row["id"]))
             if datapath_options is not None:
                 dp = _merge("datapath_options", json.loads(row["datapath_options"]),
                             datapath_options, replace)
@@ -551,6 +573,28 @@ class ConfigStore:
             return [r[0] for r in db.execute(
                 "SELECT target FROM controllers WHERE bridge_id = ? ORDER BY position", (br_id,))]
 
+    # -- SSL ----------------------------------------------------------------------------
+
+    def set_ssl(self, private_key: str, certificate: str, ca_cert: str) -> None:
+        """The files ssl: targets use (absolute paths; read when a connection starts)."""
+        for what, path in (("private key", private_key), ("certificate", certificate),
+                           ("CA certificate", ca_cert)):
+            if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+                raise ConfigError(f"invalid SSL {what} {path!r}: need an absolute path")
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO ssl VALUES (1, ?, ?, ?)",
+                       (private_key, certificate, ca_cert))
+
+    def get_ssl(self) -> dict[str, str] | None:
+        with self._tx(write=False) as db:
+            row = db.execute("SELECT * FROM ssl").fetchone()
+            return None if row is None else {k: row[k] for k in ("private_key", "certificate",
+                                                                   "ca_cert")}
+
+    def del_ssl(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM ssl")
+
     # -- everything ---------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -565,7 +609,8 @@ class ConfigStore:
                                 "datapath_id": br.datapath_id,
                                 "datapath_options": br.datapath_options, "options": br.options,
                                 "controllers": self.get_controllers(br.name), "ports": ports})
-            return {"schema_version": self.schema_version, "bridges": bridges}
+            return {"schema_version": self.schema_version, "bridges": bridges,
+                    "ssl": self.get_ssl()}
 
     # -- sFlow (one row per bridge that exports it) ------------------------------------
 

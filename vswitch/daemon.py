@@ -27,9 +27,13 @@ from pathlib import Path
 from vswitch import ofp
 from vswitch.bridge import Bridge, BridgeError, PortState
 from vswitch.config import DEFAULT_STATE_DIR, ConfigError, ConfigStore
+from vswitch.datapath import UPCALL_SFLOW
 from vswitch.linkmon import LinkMonitor
 from vswitch.ofp import OFError
+from vswitch.ofproto import messages as ofm
+from vswitch.ofproto.connmgr import ConnectionManager
 from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
+from vswitch.ofproto.ofswitch import OFSwitch, datapath_id_for
 from vswitch.packet import build_frame
 from vswitch.sflow.service import SflowService
 
@@ -39,6 +43,7 @@ SOCKET_NAME = "vswitchd.sock"
 LOCK_NAME = "vswitchd.lock"
 EXPIRE_INTERVAL_S = 1.0
 MAX_REQUEST = 16 << 20          # add-flows can carry many flows
+UPCALL_BATCH = 256             # upcalls handled per wake-up, so requests still get served
 
 
 class RequestError(Exception):
@@ -55,6 +60,10 @@ class Daemon:
         Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = ConfigStore(os.path.join(state_dir, "conf.db"))
         self.bridges: dict[str, Bridge] = {}
+        # OpenFlow per bridge: what messages do, and the connections.  They
+        # need the event loop, so they start in start_openflow().
+        self.openflow: dict[str, tuple[OFSwitch, ConnectionManager]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.sflow = SflowService(self.store, self.bridges)
 
     # --- lifecycle -----------------------------------------------------------
@@ -83,13 +92,90 @@ class Daemon:
     def close(self) -> None:
         self.sflow.close()
         for name in list(self.bridges):
+            self._of_stop(name)
             self.bridges.pop(name).close()
         self.store.close()
 
+    # --- OpenFlow ------------------------------------------------------------
+
+    def start_openflow(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for name in self.bridges:
+            self._of_start(name)
+
+    def _of_start(self, name: str) -> None:
+        br = self.bridges[name]
+        cfg = self.store.get_bridge(name)
+        sw = OFSwitch(br, datapath_id_for(cfg.datapath_id, name))
+        mgr = ConnectionManager(name, on_open=sw.channel_opened, on_close=sw.channel_closed,
+                                on_message=sw.on_message)
+        self.openflow[name] = (sw, mgr)
+        self.loop.add_reader(br.dp.upcall_fd, self._upcalls, name)
+        self._of_configure(name)
+
+    def _of_configure(self, name: str) -> None:
+        """(Re)apply the bridge's controllers, channel options and SSL files."""
+        if name not in self.openflow:
+            return
+        sw, mgr = self.openflow[name]
+        cfg = self.store.get_bridge(name)
+        probe = int(cfg.options.get("inactivity_probe", 5000)) / 1000
+        backoff = int(cfg.options.get("max_backoff", 8000)) / 1000
+        mgr.configure(self.store.get_controllers(name), probe, backoff, self.store.get_ssl())
+        sw.bridge.has_controllers = mgr.has_controllers()
+
+    def _of_stop(self, name: str) -> asyncio.Task | None:
+        """Stop reading the bridge's upcalls and close its connections (the
+        closing finishes in the returned task)."""
+        of = self.openflow.pop(name, None)
+        if of is None:
+            return None
+        sw, mgr = of
+        self.loop.remove_reader(sw.bridge.dp.upcall_fd)
+        return self.loop.create_task(mgr.close())
+
+    async def stop_openflow(self) -> None:
+        tasks = [t for name in list(self.openflow) if (t := self._of_stop(name))]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _upcalls(self, name: str) -> None:
+        of = self.openflow.get(name)
+        if of is None:
+            return
+        sw = of[0]
+        for u in sw.bridge.dp.upcalls(UPCALL_BATCH):
+            if u.kind == UPCALL_SFLOW:          # a flow sample, not a packet-in
+                self.sflow.on_sample(name, u)
+            else:
+                sw.upcall(u)
+
+    def tick(self) -> None:
+        """Once a second: flow timeouts, flow-removed messages, fail mode, sFlow."""
+        for name, br in list(self.bridges.items()):
+            br.expire()
+            of = self.openflow.get(name)
+            if of is None:
+                br.pipeline.drain_removed()     # nobody to tell; do not let it grow
+                continue
+            sw, mgr = of
+            sw.flush_removed()
+            sw.fail_open_tick(mgr.seconds_without_controller(), mgr.probe_interval,
+                              mgr.has_controllers())
+        self.sflow.tick()
+
+    def _port_status(self, bridge: str, reason: int, ofport: int, desc=None) -> None:
+        of = self.openflow.get(bridge)
+        if of is not None:
+            of[0].port_status(reason, ofport, desc)
+
     def _start_bridge(self, name: str, fail_mode: str, options: dict) -> Bridge:
         threads = int(options.get("n_poll_threads", 1))
-        br = Bridge(name, n_threads=threads, fail_mode=fail_mode)
+        controllers = bool(self.store.get_controllers(name))
+        br = Bridge(name, n_threads=threads, fail_mode=fail_mode, controllers=controllers)
         self.bridges[name] = br
+        if self.loop is not None:
+            self._of_start(name)
         log.info("bridge %s started (%d poll thread%s)", name, threads, "s"[:threads > 1])
         return br
 
@@ -155,6 +241,7 @@ class Daemon:
             self.store.del_bridge(bridge)
             self.sflow.forget(bridge)
             self.bridges.pop(bridge)
+        self._of_stop(bridge)
         br.close()
         self._unhook_peers(set(br.ports))
         return None
@@ -175,6 +262,8 @@ class Daemon:
                                       trunks=trunks or (), options=options or {},
                                       external_ids=external_ids or {})
             self._attach(bridge, self._port_state(row))
+        if br.ports[port].attached:
+            self._port_status(bridge, ofm.OFPPR_ADD, row.ofport)
         return row.ofport
 
     def del_port(self, port: str, bridge: str | None = None, if_exists: bool = False):
@@ -186,10 +275,16 @@ class Daemon:
         br_name, _ = found
         if bridge is not None and bridge != br_name:
             raise RequestError(f"port {port} is on bridge {br_name}, not {bridge}")
+        of = self.openflow.get(br_name)
+        desc = None
+        if of is not None and port in of[0].bridge.ports:
+            desc = of[0].port_desc(of[0].bridge.ports[port].ofport)
         with self.store.transaction():
             self.store.del_port(port)
             if br_name in self.bridges and port in self.bridges[br_name].ports:
                 self.bridges[br_name].del_port(port)
+        if desc is not None:
+            self._port_status(br_name, ofm.OFPPR_DELETE, desc.port_no, desc)
         self._unhook_peers({port})
         return None
 
@@ -219,6 +314,7 @@ class Daemon:
                               "error": None if p.name in by_name else "not attached"})
             out.append({"name": cfg.name, "fail_mode": cfg.fail_mode,
                         "controllers": self.store.get_controllers(cfg.name),
+                        "openflow": self.openflow_status(cfg.name) if br else None,
                         "running": br is not None, "ports": ports,
                         "local": by_name.get(cfg.name)})
         return out
@@ -229,6 +325,62 @@ class Daemon:
             self.store.set_fail_mode(bridge, mode)
             br.fail_mode = mode
         return None
+
+    # --- controllers -------------------------------------------------------------
+
+    def set_controller(self, bridge: str, targets: list):
+        """Replace the bridge's controllers and listeners (ovs-vsctl
+        set-controller): connections to targets that stay are kept."""
+        self.bridge(bridge)
+        if not isinstance(targets, list) or not targets:
+            raise RequestError("set-controller: need at least one target "
+                               "(del-controller removes them all)")
+        self.store.set_controllers(bridge, targets)
+        self._of_configure(bridge)
+        return None
+
+    def del_controller(self, bridge: str):
+        self.bridge(bridge)
+        self.store.set_controllers(bridge, [])
+        self._of_configure(bridge)
+        return None
+
+    def get_controller(self, bridge: str):
+        self.bridge(bridge)
+        return self.store.get_controllers(bridge)
+
+    def set_ssl(self, private_key: str, certificate: str, ca_cert: str):
+        for path in (private_key, certificate, ca_cert):
+            if isinstance(path, str) and not os.path.isfile(path):
+                raise RequestError(f"set-ssl: no such file {path}")
+        self.store.set_ssl(private_key, certificate, ca_cert)
+        for name in self.openflow:
+            self._of_configure(name)
+        return None
+
+    def get_ssl(self):
+        return self.store.get_ssl()
+
+    def del_ssl(self):
+        self.store.del_ssl()
+        return None
+
+    def openflow_status(self, bridge: str):
+        """Connections, their counters, and what the OpenFlow side did."""
+        self.bridge(bridge)
+        of = self.openflow.get(bridge)
+        if of is None:
+            return {"controllers": [], "counters": {}}
+        sw, mgr = of
+        roles = {st.channel: st for st in sw.conns.values()}
+        status = mgr.status()
+        for t, target in zip(status, mgr.targets.values(), strict=True):
+            for conn, ch in zip(t["connections"], target.channels, strict=True):
+                st = roles.get(ch)
+                conn["role"] = ROLE_NAMES.get(st.role, "?") if st else "?"
+        return {"datapath_id": f"{sw.datapath_id:016x}", "controllers": status,
+                "counters": vars(sw.counters), "probe_interval_s": mgr.probe_interval,
+                "seconds_without_controller": round(mgr.seconds_without_controller(), 1)}
 
     def get(self, kind: str, name: str, key: str | None = None):
         snap = self._row(kind, name)
@@ -280,6 +432,7 @@ class Daemon:
                 if key != "options":
                     raise RequestError(f"bridge column {key!r} cannot be set")
                 self.store.set_bridge_options(name, options=dict(value))
+                self._of_configure(name)
             else:
                 raise RequestError(f"unknown table {kind!r} (bridge or port)")
         return None
@@ -346,9 +499,11 @@ class Daemon:
         return None
 
     def link_changed(self, ifindex: int, name: str, up: bool) -> None:
-        for br in self.bridges.values():
-            if br.link_changed(ifindex, up):
+        for br_name, br in self.bridges.items():
+            ofport = br.link_changed(ifindex, up)
+            if ofport is not None:
                 log.info("port %s: link %s", name, "up" if up else "down")
+                self._port_status(br_name, ofm.OFPPR_MODIFY, ofport)
 
     def dump_groups(self, bridge: str):
         return self.bridge(bridge).dump_groups()
@@ -408,7 +563,13 @@ METHODS = {
     "dump-groups": Daemon.dump_groups, "dump-meters": Daemon.dump_meters,
     "group-mod": Daemon.group_mod, "meter-mod": Daemon.meter_mod,
     "fdb-show": Daemon.fdb_show, "trace": Daemon.trace, "dpif-stats": Daemon.dpif_stats,
+    "set-controller": Daemon.set_controller, "del-controller": Daemon.del_controller,
+    "get-controller": Daemon.get_controller, "set-ssl": Daemon.set_ssl,
+    "get-ssl": Daemon.get_ssl, "del-ssl": Daemon.del_ssl,
+    "openflow-status": Daemon.openflow_status,
 }
+ROLE_NAMES = {ofm.OFPCR_ROLE_EQUAL: "equal", ofm.OFPCR_ROLE_MASTER: "master",
+              ofm.OFPCR_ROLE_SLAVE: "slave"}
 METHODS.update({"sflow-set": Daemon.sflow_set, "sflow-show": Daemon.sflow_show,
                 "sflow-del": Daemon.sflow_del})
 
@@ -480,15 +641,16 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
     async def expire() -> None:
         while True:
             await asyncio.sleep(EXPIRE_INTERVAL_S)
-            for br in list(daemon.bridges.values()):
-                br.expire()
+            daemon.tick()
 
+    daemon.start_openflow(asyncio.get_running_loop())
     ticker = asyncio.create_task(expire())
     try:
         async with server:
             await stop.wait()
     finally:
         ticker.cancel()
+        await daemon.stop_openflow()
         server.close()
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -578,11 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                 loop.add_signal_handler(sig, stop.set)
             links = LinkMonitor(daemon.link_changed)
             loop.add_reader(links.fileno(), links.poll)
-            daemon.sflow.start(loop)
             try:
                 await serve(daemon, sock_path, stop)
             finally:
-                daemon.sflow.stop()
                 loop.remove_reader(links.fileno())
                 links.close()
 

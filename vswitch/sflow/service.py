@@ -1,13 +1,9 @@
 """The daemon's side of sFlow: one SflowAgent per bridge that has sFlow
-settings, fed by a reader of that bridge's upcall queue and ticked about
-once a second from the daemon's event loop.
-
-The upcall reader dispatches on the entry's kind: UPCALL_SFLOW entries go
-to the bridge's agent (SflowAgent.on_sample), UPCALL_CONTROLLER entries to
-`controller_handler` (the OpenFlow packet-in path, when one is plugged in;
-until then they are counted in `controller_unhandled`).  It reads at most
-READ_BUDGET entries per wake-up so one busy bridge cannot starve the loop;
-the eventfd stays readable while entries remain.
+settings.  The daemon's upcall reader (one per bridge, in vswitch/daemon.py)
+dispatches on the upcall's kind: UPCALL_SFLOW entries come here
+(on_sample), UPCALL_CONTROLLER entries go to OpenFlow as packet-ins.  The
+daemon's once-a-second tick calls tick(), which polls counters and sends
+what waits.
 
 The host's own structures (data source 2:1) and the VMs' are sent by one
 agent only: the one of the first bridge, by name, that has sFlow.
@@ -17,21 +13,16 @@ datagram sequence numbers stay apart at the collector.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Callable
 
-from vswitch.datapath import UPCALL_SFLOW, DatapathError, DpUpcall
+from vswitch.datapath import DatapathError, DpUpcall
 from vswitch.sflow.agent import PortView, SflowAgent
 from vswitch.sflow.settings import check
 from vswitch.sflow.vm import VmStatsProvider
 
 log = logging.getLogger("vswitchd.sflow")
-
-READ_BUDGET = 256
-TICK_S = 1.0
 
 
 def sub_agent_id(bridge: str) -> int:
@@ -43,39 +34,14 @@ class SflowService:
         self.store = store
         self.bridges = bridges                 # name -> vswitch.bridge.Bridge (shared)
         self.agents: dict[str, SflowAgent] = {}
-        self._readers: dict[str, int] = {}     # bridge -> upcall fd being watched
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self.vm_stats: VmStatsProvider | None = None
-        self.controller_handler: Callable[[str, DpUpcall], None] | None = None
-        self.controller_unhandled = 0
-
-    # ---- lifecycle -------------------------------------------------------------------
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        for name in list(self.agents):
-            self._watch(name)
-        self._timer = loop.call_later(TICK_S, self._tick)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for name in list(self._readers):
-            self._unwatch(name)
-        self._loop = None
+        self.unclaimed_samples = 0             # samples of a bridge whose agent is gone
 
     def close(self) -> None:
-        self.stop()
         for name in list(self.agents):
             self.forget(name)
 
     # ---- configuration ---------------------------------------------------------------
-
-    def apply_all(self) -> None:
-        for name in sorted(self.bridges):
-            self.apply(name)
 
     def apply(self, bridge: str) -> None:
         """(Re)start or stop a bridge's agent after its settings changed."""
@@ -94,7 +60,6 @@ class SflowService:
             raise ValueError(f"sFlow on {bridge}: {e.strerror or e}") from None
         self.agents[bridge] = agent
         br.dp.set_sflow(settings.sampling, settings.header)
-        self._watch(bridge)
         self._pick_host_agent()
         log.info("sFlow on %s: agent %s, collectors %s, 1:%d, polling %ds", bridge,
                  agent.agent_address, ", ".join(settings.collectors), settings.sampling,
@@ -102,7 +67,6 @@ class SflowService:
 
     def forget(self, bridge: str) -> None:
         """Stop a bridge's agent (before its datapath goes away)."""
-        self._unwatch(bridge)
         agent = self.agents.pop(bridge, None)
         if agent is None:
             return
@@ -123,13 +87,29 @@ class SflowService:
         agent = self.agents.get(bridge)
         if agent is None:
             return None
-        br = self.bridges[bridge]
-        st = br.dp.stats()
+        st = self.bridges[bridge].dp.stats()
         return {"agent_address": agent.agent_address, "sub_agent_id": agent.sub_agent_id,
                 "host_structures": agent.host, **agent.counters,
                 "samples_queued": st["sflow_samples"], "samples_lost": st["sflow_drops"]}
 
     # ---- data -----------------------------------------------------------------------
+
+    def on_sample(self, bridge: str, u: DpUpcall) -> None:
+        """A flow sample the daemon's upcall reader took from a bridge's queue."""
+        agent = self.agents.get(bridge)
+        if agent is None:
+            self.unclaimed_samples += 1       # sampling was just turned off
+            return
+        agent.on_sample(u)
+
+    def tick(self) -> None:
+        """Once a second (the daemon's tick)."""
+        now = time.monotonic()
+        for name, agent in list(self.agents.items()):
+            try:
+                agent.tick(now)
+            except Exception:                 # one bad bridge must not stop the rest
+                log.exception("sFlow tick on %s", name)
 
     def _ports(self, bridge: str) -> list[PortView]:
         br = self.bridges.get(bridge)
@@ -145,47 +125,3 @@ class SflowService:
             out.append(PortView(info.port_no, info.name, info.ifindex, info.link_up, stats,
                                 ext.get(info.name, {}), promiscuous=info.type == "system"))
         return out
-
-    def _watch(self, bridge: str) -> None:
-        if self._loop is None or bridge in self._readers:
-            return
-        fd = self.bridges[bridge].dp.upcall_fd
-        self._loop.add_reader(fd, self.drain, bridge)
-        self._readers[bridge] = fd
-
-    def _unwatch(self, bridge: str) -> None:
-        fd = self._readers.pop(bridge, None)
-        if fd is not None and self._loop is not None:
-            self._loop.remove_reader(fd)
-
-    def drain(self, bridge: str) -> int:
-        """Dispatch up to READ_BUDGET queued upcalls of a bridge by kind."""
-        br = self.bridges.get(bridge)
-        agent = self.agents.get(bridge)
-        if br is None:
-            return 0
-        n = 0
-        while n < READ_BUDGET:
-            u = br.dp.recv_upcall()
-            if u is None:
-                break
-            n += 1
-            if u.kind == UPCALL_SFLOW:
-                if agent is not None:
-                    agent.on_sample(u)
-            elif self.controller_handler is not None:
-                self.controller_handler(bridge, u)
-            else:
-                self.controller_unhandled += 1
-        return n
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        for name, agent in list(self.agents.items()):
-            try:
-                agent.tick(now)
-            except Exception:                 # one bad bridge must not stop the rest
-                log.exception("sFlow tick on %s", name)
-        if self._loop is not None:
-            self._timer = self._loop.call_later(TICK_S, self._tick)
-
