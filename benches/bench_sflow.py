@@ -214,13 +214,24 @@ def agent_load(n_ports: int, seconds: float) -> dict:
             _rpc(sock_path, "add-port", bridge=br, port=f"{tag}t{i}", type="tap")
         time.sleep(2)
 
-        def measure() -> tuple[float, int]:
+        def measure(dgs: list[bytes] | None = None) -> tuple[float, int, float]:
+            """CPU share and RSS over `seconds`, reading the collector all along
+            (a full socket buffer would drop datagrams)."""
             c0, t0 = _proc_cpu_s(proc.pid), time.monotonic()
-            time.sleep(seconds)
+            end = t0 + seconds
+            while (left := end - time.monotonic()) > 0:
+                if select.select([col], [], [], left)[0]:
+                    try:
+                        while True:
+                            d = col.recv(65536)
+                            if dgs is not None:
+                                dgs.append(d)
+                    except BlockingIOError:
+                        pass
             c1, t1 = _proc_cpu_s(proc.pid), time.monotonic()
-            return (c1 - c0) / (t1 - t0), _rss_kib(proc.pid)
+            return (c1 - c0) / (t1 - t0), _rss_kib(proc.pid), t1 - t0
 
-        cpu_off, rss_off = measure()
+        cpu_off, rss_off, _ = measure()
         _rpc(sock_path, "sflow-set", bridge=br,
              settings={"collectors": [f"127.0.0.1:{col.getsockname()[1]}"],
                        "agent": "127.0.0.1", "polling": 1, "sampling": 400})
@@ -230,15 +241,8 @@ def agent_load(n_ports: int, seconds: float) -> dict:
                 col.recv(65536)
             except BlockingIOError:
                 break
-        t_start = time.monotonic()
-        cpu_on, rss_on = measure()
-        dgs = []
-        while True:
-            try:
-                dgs.append(col.recv(65536))
-            except BlockingIOError:
-                break
-        elapsed = time.monotonic() - t_start
+        dgs: list[bytes] = []
+        cpu_on, rss_on, elapsed = measure(dgs)
         decoded = [decoder.decode(d) for d in dgs]
         sources = {(s["source_type"], s["source_index"]) for d in decoded
                    for s in d["samples"]}

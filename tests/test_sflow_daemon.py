@@ -16,9 +16,13 @@ import pytest
 pytest.importorskip("pyroute2", reason="pyroute2 is needed to build topologies")
 
 import sflow_testdecode  # noqa: E402
-from nettopo import drain, ping  # noqa: E402
-from test_daemon import _SKIP  # noqa: E402
+from nettopo import drain, ping, send_raw  # noqa: E402
+from test_daemon import _SKIP, wait_for  # noqa: E402
 from test_daemon import Env as DaemonEnv  # noqa: E402
+from test_openflow import OFClient, flow_mod, free_port, status, subscribe  # noqa: E402
+
+from vswitch import ofp  # noqa: E402
+from vswitch.ofproto import messages as m  # noqa: E402
 
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
@@ -124,3 +128,39 @@ def test_bad_sflow_settings_are_refused(env):
                                                          "bogus": 1}})
     assert "unknown sFlow setting" in r["error"]["message"]
     assert env.json("sflow-show", br)["settings"]["collectors"] == [f"127.0.0.1:{port}"]
+
+
+def test_packet_ins_and_samples_share_the_upcall_queue(env):
+    """One reader per bridge: packet-ins reach the controller and flow
+    samples the collector, each one of them."""
+    col_port = env.collector.getsockname()[1]
+    br = env.add_br("b", "--fail-mode", "secure")
+    of_port = free_port()
+    env.ctl("set-controller", br, f"ptcp:{of_port}")
+    assert wait_for(lambda: status(env, br)[0]["state"] == "listening", 5)
+    h1, h2 = env.hosts(2)
+    env.add_ports(br, [h1, h2])
+    env.ctl("sflow-set", br, "--collector", f"127.0.0.1:{col_port}", "--agent", "127.0.0.1",
+            "--sampling", "1", "--polling", "0")
+    c = OFClient.tcp(of_port)
+    try:
+        subscribe(c)
+        c.send(flow_mod(priority=0, instructions=(ofp.apply(ofp.Output(ofp.OFPP_CONTROLLER,
+                                                                       max_len=64)),),
+                        xid=c.next_xid()))
+        c.barrier()
+        drain(env.collector, 0.2)
+        src = bytes.fromhex(h1.mac.replace(":", ""))
+        frames = [b"\xff" * 6 + src + b"\x88\xb5" + bytes([i]) * 60 for i in range(20)]
+        send_raw(h1, *frames)
+        pins = [c.wait_for(m.PacketIn) for _ in range(20)]
+        assert sorted(p.data[14] for p in pins) == list(range(20))
+        dgs = collect(env, 1.5)
+    finally:
+        c.close()
+    flows = [s for d in dgs for s in d["samples"] if s["format"] == 1
+             and s["records"][(0, 1)][0]["header"][12:14] == b"\x88\xb5"]
+    assert sorted(s["records"][(0, 1)][0]["header"][14] for s in flows) == list(range(20))
+    # To the controller only: the switch itself is the destination.
+    assert {s["output"] for s in flows} == {0x3FFFFFFF}
+    assert {s["input"] for s in flows} == {socket.if_nametoindex(h1.port)}
