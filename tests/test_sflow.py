@@ -180,6 +180,15 @@ def frame(dst: str, src: str, vlan: int | None = None, size: int = 100,
 BCAST = "ff:ff:ff:ff:ff:ff"
 
 
+def wait_until(cond, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())
+
+
 # ---- flow samples ----------------------------------------------------------------------
 
 def _vlan_topology(env: Env) -> tuple:
@@ -382,8 +391,9 @@ def test_datagrams_fill_to_the_mtu_with_sequence_numbers(env):
 def test_interface_counters_decode_in_tshark(env):
     h1, h2, h3 = env.hosts
     send_raw(h1, *[frame(BCAST, h1.mac, size=100) for _ in range(5)])
+    assert wait_until(lambda: env.dp.port_stats(3)["tx_packets"] == 5)   # h1 learned
     send_raw(h2, *[frame(h1.mac, h2.mac, size=200) for _ in range(3)])
-    time.sleep(0.3)
+    assert wait_until(lambda: env.dp.port_stats(1)["tx_packets"] == 3)
     agent = env.agent()
     agent.poll(force=True)
     agent.flush()
@@ -457,8 +467,9 @@ def test_host_and_vm_structures(env):
     env.external_ids[3] = {"iface-id": "vif-b", "vm-uuid": vm_id}    # same VM, 2nd NIC
     env.external_ids[1] = {"iface-id": "vif-c"}                       # no VM id: not a VM
     send_raw(h2, *[frame(BCAST, h2.mac, size=150) for _ in range(4)])
+    assert wait_until(lambda: env.dp.port_stats(3)["tx_packets"] == 4)   # h2 learned
     send_raw(h1, *[frame(h2.mac, h1.mac, size=90) for _ in range(2)])
-    time.sleep(0.3)
+    assert wait_until(lambda: env.dp.port_stats(2)["tx_packets"] == 2)
     agent = env.agent(host=True, vm_stats=FixedVmStats(), sub_agent_id=3)
     agent.poll(force=True)
     agent.flush()
