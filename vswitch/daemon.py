@@ -230,6 +230,10 @@ class Daemon:
             self.store.add_bridge(bridge, fail_mode=fail_mode,
                                   datapath_options={"n_poll_threads": str(threads)})
             self._start_bridge(bridge, fail_mode, {"n_poll_threads": threads})
+            # The datapath id is chosen once (from the bridge's MAC, as OVS
+            # does) and kept, so controllers see the same switch after a restart.
+            # (_start_bridge's OFSwitch derived the same id from the MAC.)
+            self.store.set_datapath_id(bridge, f"{datapath_id_for(None, bridge):016x}")
         return None
 
     def del_br(self, bridge: str, if_exists: bool = False):
@@ -314,7 +318,7 @@ class Daemon:
                               "error": None if p.name in by_name else "not attached"})
             out.append({"name": cfg.name, "fail_mode": cfg.fail_mode,
                         "controllers": self.store.get_controllers(cfg.name),
-                        "openflow": self.openflow_status(cfg.name) if br else None,
+                        "openflow": self._of_summary(cfg.name),
                         "running": br is not None, "ports": ports,
                         "local": by_name.get(cfg.name)})
         return out
@@ -364,6 +368,14 @@ class Daemon:
     def del_ssl(self):
         self.store.del_ssl()
         return None
+
+    def _of_summary(self, bridge: str) -> dict | None:
+        of = self.openflow.get(bridge)
+        if of is None:
+            return None
+        return {"datapath_id": f"{of[0].datapath_id:016x}",
+                "controllers": [{k: t[k] for k in ("target", "state", "last_error", "connections")}
+                                for t in of[1].status()]}
 
     def openflow_status(self, bridge: str):
         """Connections, their counters, and what the OpenFlow side did."""

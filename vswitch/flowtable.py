@@ -129,6 +129,24 @@ def encode_instructions(instructions) -> bytes:
     return b"".join(out)
 
 
+# Controllers install many rules with the same instructions: their encoding
+# is kept by value (instructions are immutable, hashable dataclasses).
+_ENCODED: dict[tuple, bytes] = {}
+
+
+def _encoded_instructions(instructions) -> bytes:
+    try:
+        blob = _ENCODED.get(instructions)
+    except TypeError:                  # a list somewhere: not hashable, not cached
+        return encode_instructions(instructions)
+    if blob is None:
+        blob = encode_instructions(instructions)
+        if len(_ENCODED) >= 1024:
+            _ENCODED.clear()
+        _ENCODED[instructions] = blob
+    return blob
+
+
 def _ops(data: bytes):
     off = 0
     while off + 8 <= len(data):
@@ -325,7 +343,7 @@ class Pipeline:
         fm.cookie = cookie
         fm.cookie_mask = cookie_mask
         fm.fields = match_to_key(match, ffi.addressof(fm, "match"), ffi.addressof(fm, "mask"))
-        blob = encode_instructions(instructions)
+        blob = _encoded_instructions(instructions)
         buf = ffi.from_buffer(blob)
         fm.instructions = buf
         fm.instructions_len = len(blob)

@@ -1,22 +1,26 @@
 """One OpenFlow connection: framing, version negotiation and keep-alive.
 
-A `Channel` owns an asyncio stream pair, whichever side opened it (an active
-`tcp:`/`ssl:`/`unix:` controller or a connection accepted on a `ptcp:`/`punix:`
-listener).  It does three things and nothing about switch behaviour:
+A `Channel` is the asyncio protocol of one connection, whichever side opened
+it (an active `tcp:`/`ssl:`/`unix:` controller or a connection accepted on a
+`ptcp:`/`punix:` listener).  It does three things and nothing about switch
+behaviour:
 
-- framing: reads one whole message at a time by its header length; a header
-  that cannot be framed (length < 8) ends this connection only, with a log line;
-- HELLO: sends ours (version bitmap {1.3}) first, and requires the peer's to
-  be the first message it sends; no common version -> HELLO_FAILED/INCOMPATIBLE
-  and close (OpenFlow 1.3.5, 6.3.1);
+- framing: every complete message in the received bytes is handled in the
+  same callback, in order (a controller that pipelines FLOW_MOD + BARRIER
+  pairs costs one wake-up, not four coroutine steps); a header that cannot be
+  framed (length < 8) ends this connection only, with a log line;
+- HELLO: sends ours (version bitmap {1.3}) on connect and requires the
+  peer's to be the first message; no common version -> HELLO_FAILED /
+  INCOMPATIBLE and close (OpenFlow 1.3.5, 6.3.1);
 - inactivity probe: after `probe_interval` seconds without a message from the
   peer it sends ECHO_REQUEST, and closes the connection when another interval
   passes in silence (as Open vSwitch's rconn does).
 
 Every other message is decoded and handed to `on_message(channel, msg)`; a
-message the codec refuses is answered with the ERROR the codec names (type,
-code, the first 64 bytes of the request) and the connection stays up.
-Counters are kept per channel for `vswitchctl show`.
+message the codec or the handler refuses is answered with the ERROR they name
+(type, code, the first 64 bytes of the request) and the connection stays up.
+Flow control: while the peer does not read our replies (the transport's
+buffer is over its high-water mark) we stop reading its requests.
 """
 
 from __future__ import annotations
@@ -36,46 +40,89 @@ log = logging.getLogger("vswitchd.ofp")
 
 OFP13 = 0x04
 HEADER = struct.Struct("!BBHI")
-OFPT_HELLO = 0
 # Asynchronous messages (packet-ins) are dropped, and counted, while this
 # much is waiting in the socket's send buffer: a slow controller must not
 # make the daemon's memory grow without bound.
 MAX_BACKLOG = 4 << 20
 
 
-class ChannelClosed(Exception):
-    """The connection ended; the message says why."""
-
-
 @dataclass
 class ChannelStats:
     rx_msgs: int = 0
     tx_msgs: int = 0
-    rx_errors: int = 0           # requests answered with an ERROR by the codec or handler
+    rx_errors: int = 0           # requests answered with an ERROR
     echo_probes: int = 0
     async_dropped: int = 0       # async messages dropped for backlog
 
 
-class Channel:
-    """An OpenFlow 1.3 connection.  `on_message` may return replies (or None)
-    and may raise `ofp.OFError` to have an ERROR sent for the request."""
+class Channel(asyncio.Protocol):
+    """An OpenFlow 1.3 connection.  `on_message` may send replies through the
+    channel and may raise `ofp.OFError` to have an ERROR sent instead.
+    `on_open`/`on_close` are called when the connection starts and ends."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 peer: str, probe_interval: float,
-                 on_message: Callable[[Channel, object], None]) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, *, peer: str, probe_interval: float,
+                 on_message: Callable[[Channel, object], None],
+                 on_open: Callable[[Channel], None] = lambda ch: None,
+                 on_close: Callable[[Channel], None] = lambda ch: None) -> None:
         self.peer = peer
         self.probe_interval = probe_interval
         self.on_message = on_message
+        self.on_open = on_open
+        self.on_close = on_close
         self.stats = ChannelStats()
         self.version: int | None = None       # negotiated, once the peer's HELLO came
         self.connected_at = time.monotonic()
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._buf = bytearray()
         self._last_rx = time.monotonic()
-        self._closed = False
+        self._probe: asyncio.Task | None = None
         self._next_xid = 0x10000000
 
-    # --- sending -------------------------------------------------------------------
+    # --- asyncio protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.connected_at = self._last_rx = time.monotonic()
+        name = transport.get_extra_info("peername")
+        if isinstance(name, tuple) and self.peer.startswith("p"):
+            self.peer = f"{self.peer} <- {name[0]}:{name[1]}"
+        self.send(m.Hello(versions=frozenset({OFP13}), xid=self.xid()))
+        if self.probe_interval > 0:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_loop())
+        self.on_open(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+        self._finish(f"connection error: {exc}" if exc else "connection closed by peer")
+        self.on_close(self)
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = time.monotonic()
+        buf = self._buf
+        buf += data
+        off = 0
+        while len(buf) - off >= HEADER.size and not self.done.done():
+            length = HEADER.unpack_from(buf, off)[2]
+            if length < HEADER.size:
+                self.close(f"bad framing: message length {length} < 8")
+                break
+            if len(buf) - off < length:
+                break
+            msg = bytes(buf[off:off + length])
+            off += length
+            self.stats.rx_msgs += 1
+            self._handle(msg)
+        del buf[:off]
+
+    # --- sending -----------------------------------------------------------------------
 
     def xid(self) -> int:
         self._next_xid = (self._next_xid + 1) & 0xFFFFFFFF
@@ -83,96 +130,61 @@ class Channel:
 
     def send(self, msg) -> None:
         """Queue one message (a multipart reply may become several)."""
-        if self._closed:
+        if self.closed:
             return
         for data in wire.encode_split(msg):
-            self.writer.write(data)
+            self.transport.write(data)
             self.stats.tx_msgs += 1
 
     def send_async(self, msg) -> bool:
         """Queue an asynchronous message unless the peer is not reading."""
-        if self.writer.transport.get_write_buffer_size() > MAX_BACKLOG:
+        if self.closed or self.transport.get_write_buffer_size() > MAX_BACKLOG:
             self.stats.async_dropped += 1
             return False
         self.send(msg)
         return True
 
-    def send_error(self, err, request: bytes, xid: int) -> None:
+    def send_error(self, err: ofp.OFError, request: bytes, xid: int) -> None:
         self.stats.rx_errors += 1
         self.send(m.Error(type=err.type, code=err.code, data=request[:64], xid=xid))
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.writer.close()
+    def close(self, why: str = "closed by the switch") -> None:
+        """End the connection after what is queued has been sent."""
+        self._finish(why)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _finish(self, why: str) -> None:
+        if not self.done.done():
+            self.done.set_result(why)
 
     @property
     def closed(self) -> bool:
-        return self._closed
-
-    # --- receiving -----------------------------------------------------------------
-
-    async def _read_message(self) -> bytes:
-        try:
-            head = await self.reader.readexactly(HEADER.size)
-            _version, _type, length, _xid = HEADER.unpack(head)
-            if length < HEADER.size:
-                raise ChannelClosed(f"bad framing: message length {length} < 8")
-            body = await self.reader.readexactly(length - HEADER.size)
-        except asyncio.IncompleteReadError as e:
-            raise ChannelClosed("connection closed by peer" if not e.partial
-                                else "connection closed mid-message") from None
-        except (ConnectionError, OSError) as e:
-            raise ChannelClosed(f"connection error: {e}") from None
-        self._last_rx = time.monotonic()
-        self.stats.rx_msgs += 1
-        return head + body
-
-    async def _hello(self) -> None:
-        self.send(m.Hello(versions=frozenset({OFP13}), xid=self.xid()))
-        data = await self._read_message()
-        version, type_, _length, xid = HEADER.unpack_from(data)
-        if type_ != OFPT_HELLO:
-            self.send(m.Error(type=m.OFPET_HELLO_FAILED, code=m.OFPHFC_EPERM,
-                              data=b"first message must be HELLO", xid=xid))
-            raise ChannelClosed(f"first message was type {type_}, not HELLO")
-        try:
-            hello = wire.decode(data)
-            versions = hello.versions
-        except wire.WireError:
-            versions = frozenset({version})       # an element we cannot parse: header only
-        if OFP13 not in versions and not (version > OFP13 and not hello_has_bitmap(data)):
-            self.send(m.Error(type=m.OFPET_HELLO_FAILED, code=m.OFPHFC_INCOMPATIBLE,
-                              data=b"vswitch speaks OpenFlow 1.3 (0x04) only", xid=xid))
-            raise ChannelClosed(f"no common version (peer offers {sorted(versions)})")
-        self.version = OFP13
+        return self.done.done() or self.transport is None or self.transport.is_closing()
 
     async def run(self) -> str:
-        """Serve the connection until it ends; returns why it ended."""
-        probe = asyncio.create_task(self._probe()) if self.probe_interval > 0 else None
+        """Wait for the connection to end; returns why.  Cancelling closes it."""
         try:
-            await self._hello()
-            while True:
-                data = await self._read_message()
-                self._dispatch(data)
-                await self._drain()
-        except ChannelClosed as e:
-            return str(e)
-        finally:
-            if probe is not None:
-                probe.cancel()
-            self.close()
+            return await asyncio.shield(self.done)
+        except asyncio.CancelledError:
+            self.close("stopped")
+            raise
 
-    async def _drain(self) -> None:
-        try:
-            await self.writer.drain()
-        except (ConnectionError, OSError) as e:
-            raise ChannelClosed(f"connection error: {e}") from None
+    # --- receiving -----------------------------------------------------------------------
 
-    def _dispatch(self, data: bytes) -> None:
+    def _handle(self, data: bytes) -> None:
         version, type_, _length, xid = HEADER.unpack_from(data)
+        if self.version is None:
+            self._hello(data, version, type_, xid)
+            return
         if version != OFP13:
             self.send_error(ofp.OFError(m.OFPET_BAD_REQUEST, m.OFPBRC_BAD_VERSION), data, xid)
+            return
+        if type_ == m.OFPT_BARRIER_REQUEST and len(data) == HEADER.size:
+            # Requests are handled to the end one by one, so a barrier is
+            # answered at once; ovs-ofctl sends one after every flow mod.
+            self.transport.write(HEADER.pack(OFP13, m.OFPT_BARRIER_REPLY, HEADER.size, xid))
+            self.stats.tx_msgs += 1
             return
         try:
             msg = wire.decode(data)
@@ -189,13 +201,30 @@ class Channel:
         except ofp.OFError as e:
             self.send_error(e, data, xid)
 
-    async def _probe(self) -> None:
+    def _hello(self, data: bytes, version: int, type_: int, xid: int) -> None:
+        if type_ != m.OFPT_HELLO:
+            self.send(m.Error(type=m.OFPET_HELLO_FAILED, code=m.OFPHFC_EPERM,
+                              data=b"first message must be HELLO", xid=xid))
+            self.close(f"first message was type {type_}, not HELLO")
+            return
+        try:
+            versions = wire.decode(data).versions
+        except wire.WireError:
+            versions = frozenset({version})       # an element we cannot parse: header only
+        if OFP13 in versions or (version > OFP13 and not hello_has_bitmap(data)):
+            self.version = OFP13
+            return
+        self.send(m.Error(type=m.OFPET_HELLO_FAILED, code=m.OFPHFC_INCOMPATIBLE,
+                          data=b"vswitch speaks OpenFlow 1.3 (0x04) only", xid=xid))
+        self.close(f"no common version (peer offers {sorted(versions)})")
+
+    async def _probe_loop(self) -> None:
         """ECHO after an interval of silence; give up after a second one."""
-        while True:
+        while not self.closed:
             idle = time.monotonic() - self._last_rx
             if idle >= 2 * self.probe_interval:
                 log.info("%s: no answer to inactivity probe, disconnecting", self.peer)
-                self.close()
+                self.close("inactivity probe timeout")
                 return
             if idle >= self.probe_interval:
                 self.stats.echo_probes += 1
@@ -211,7 +240,7 @@ def hello_has_bitmap(data: bytes) -> bool:
     off = HEADER.size
     while off + 4 <= len(data):
         etype, elen = struct.unpack_from("!HH", data, off)
-        if etype == 1:
+        if etype == m.OFPHET_VERSIONBITMAP:
             return True
         if elen < 4:
             break

@@ -155,6 +155,8 @@ class ConnectionManager:
         for t in self.targets.values():
             out.append({
                 "target": t.text, "state": t.state, "last_error": t.last_error,
+                "bound": [sock.getsockname() for sock in t.server.sockets]
+                if t.server is not None else [],
                 "connects": t.n_connects, "disconnects": t.n_disconnects,
                 "connections": [{"peer": ch.peer, "negotiated": ch.version is not None,
                                  "connected_s": round(time.monotonic() - ch.connected_at, 1),
@@ -164,38 +166,43 @@ class ConnectionManager:
 
     # --- running -------------------------------------------------------------------
 
-    async def _serve(self, t: Target, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter, peer: str) -> str:
-        ch = Channel(reader, writer, peer=peer, probe_interval=self.probe_interval,
-                     on_message=self.on_message)
-        t.channels.append(ch)
-        t.n_connects += 1
-        if t.active:
-            self.controller_seen = time.monotonic()
-        log.info("%s: %s connected", self.name, peer)
-        self.on_open(ch, t)
-        try:
-            why = await ch.run()
-        finally:
-            t.channels.remove(ch)
+    def _channel(self, t: Target, peer: str) -> Channel:
+        """A channel registered with its target (and the owner) from the
+        moment it connects until it is gone."""
+        def opened(ch: Channel) -> None:
+            t.channels.append(ch)
+            t.n_connects += 1
+            if t.active:
+                self.controller_seen = time.monotonic()
+            log.info("%s: %s connected", self.name, ch.peer)
+            self.on_open(ch, t)
+
+        def closed(ch: Channel) -> None:
+            if ch in t.channels:
+                t.channels.remove(ch)
             t.n_disconnects += 1
             if t.active:
                 self.controller_seen = time.monotonic()
+            t.last_error = ch.done.result() if ch.done.done() else ""
+            log.info("%s: %s disconnected: %s", self.name, ch.peer, t.last_error)
             self.on_close(ch)
-        log.info("%s: %s disconnected: %s", self.name, peer, why)
-        return why
+
+        return Channel(peer=peer, probe_interval=self.probe_interval,
+                       on_message=self.on_message, on_open=opened, on_close=closed)
 
     async def _dial(self, t: Target) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 1.0
         while True:
             t.state = "connecting"
+            ch = self._channel(t, t.text)
             try:
                 if t.kind == "unix":
-                    conn = asyncio.open_unix_connection(t.path)
+                    conn = loop.create_unix_connection(lambda ch=ch: ch, t.path)
                 else:
                     ctx = client_ssl_context(self.ssl_files) if t.kind == "ssl" else None
-                    conn = asyncio.open_connection(t.host, t.port, ssl=ctx)
-                reader, writer = await asyncio.wait_for(conn, CONNECT_TIMEOUT_S)
+                    conn = loop.create_connection(lambda ch=ch: ch, t.host, t.port, ssl=ctx)
+                await asyncio.wait_for(conn, CONNECT_TIMEOUT_S)
             except (TimeoutError, OSError, ValueError, ssl.SSLError) as e:
                 t.last_error = str(e) or type(e).__name__
                 t.state = "backoff"
@@ -205,9 +212,8 @@ class ConnectionManager:
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             t.state = "connected"
-            t.last_error = ""
             started = time.monotonic()
-            t.last_error = await self._serve(t, reader, writer, t.text)
+            await ch.run()
             # A connection that lived a while starts the backoff afresh.
             if time.monotonic() - started > self.max_backoff:
                 backoff = 1.0
@@ -216,20 +222,17 @@ class ConnectionManager:
             backoff = min(backoff * 2, self.max_backoff)
 
     async def _listen(self, t: Target) -> None:
-        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            name = writer.get_extra_info("peername")
-            peer = f"{t.text} <- {name[0]}:{name[1]}" if isinstance(name, tuple) else t.text
-            await self._serve(t, reader, writer, peer)
-
+        loop = asyncio.get_running_loop()
         try:
             if t.kind == "punix":
                 if os.path.exists(t.path):
                     os.unlink(t.path)
-                t.server = await asyncio.start_unix_server(accepted, t.path)
+                t.server = await loop.create_unix_server(lambda: self._channel(t, t.text),
+                                                         t.path)
                 os.chmod(t.path, 0o600)
             else:
-                t.server = await asyncio.start_server(accepted, t.host, t.port,
-                                                      reuse_address=True)
+                t.server = await loop.create_server(lambda: self._channel(t, t.text), t.host,
+                                                    t.port, reuse_address=True)
         except OSError as e:
             t.state = "error"
             t.last_error = f"cannot listen: {e.strerror or e}"

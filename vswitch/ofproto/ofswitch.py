@@ -111,7 +111,7 @@ class OFSwitch:
         self._handlers = {
             m.FeaturesRequest: self._features, m.GetConfigRequest: self._get_config,
             m.SetConfig: self._set_config, m.Experimenter: self._experimenter,
-            m.BarrierRequest: lambda st, msg: m.BarrierReply(xid=msg.xid),
+            m.BarrierRequest: lambda st, msg: m.BarrierReply(xid=msg.xid),   # see Channel
             m.FlowMod: self._flow_mod, m.GroupMod: self._group_mod,
             m.MeterMod: self._meter_mod, m.PortMod: self._port_mod,
             m.TableMod: self._table_mod, m.PacketOut: self._packet_out,
@@ -159,7 +159,8 @@ class OFSwitch:
             raise OFError(m.OFPET_BAD_REQUEST, m.OFPBRC_EPERM, str(e)) from e
         if reply is not None:
             ch.send(reply)
-        self.flush_removed()
+        if isinstance(msg, (m.FlowMod, m.GroupMod)):     # deletes may have removed flows
+            self.flush_removed()
 
     # --- fail mode -------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class _Reader:
         return self.end - self.pos
 
     def unpack(self, st: struct.Struct) -> tuple:
-        if st.size > self.left:
+        if st.size > self.end - self.pos:
             raise _fail(self.err, "truncated")
         out = st.unpack_from(self.buf, self.pos)
         self.pos += st.size
@@ -92,7 +92,7 @@ class _Reader:
 
     def sub(self, n: int, err: tuple[int, int]) -> _Reader:
         """The next n bytes as their own reader (reporting `err`), skipped here."""
-        if n < 0 or n > self.left:
+        if n < 0 or n > self.end - self.pos:
             raise _fail(err, "length runs past its container")
         r = _Reader(self.buf, self.pos, self.pos + n, err)
         self.pos += n
@@ -174,33 +174,48 @@ def _oxm_encode(name: str, value: int, mask: int | None) -> bytes:
     return out
 
 
+# per field: (nbytes, full mask, maskable), looked up once per OXM on the decode path
+_FIELD_SHAPE = {name: (f.nbytes, f.full_mask, f.maskable) for name, f in ofp.FIELDS.items()}
+
+
 def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int, int | None]:
     """One OXM TLV -> (field name, value, mask or None).  errs maps the kinds of problem
-    (len, field, mask, value) to error codes: a match and a set_field report differently."""
-    (hdr,) = r.unpack(_U32)
-    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, (hdr >> 8) & 1, hdr & 0xFF
-    body = r.sub(n, errs["len"])
+    (len, field, mask, value) to error codes: a match and a set_field report differently.
+    Hot on the flow-mod path, hence the inline bounds checks instead of sub-readers."""
+    buf, pos = r.buf, r.pos
+    if r.end - pos < 4:
+        raise _fail(errs["len"], "truncated OXM header")
+    (hdr,) = _U32.unpack_from(buf, pos)
+    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, hdr & 0x100, hdr & 0xFF
+    start, stop = pos + 4, pos + 4 + n
+    if stop > r.end:
+        raise _fail(errs["len"], f"OXM length {n} runs past its container")
+    r.pos = stop
     exp = None
     if cls == m.OFPXMC_EXPERIMENTER:
-        (exp,) = body.unpack(_U32)
+        if n < 4:
+            raise _fail(errs["len"], f"experimenter OXM length {n}")
+        (exp,) = _U32.unpack_from(buf, start)
+        start += 4
     name = _OXM_BY_KEY.get((cls, fld, exp))
     if name is None:
         raise _fail(errs["field"], f"unknown OXM class {cls:#x} field {fld}"
                     + (f" experimenter {exp:#x}" if exp is not None else ""))
-    spec = ofp.FIELDS[name]
-    if body.left != spec.nbytes * (2 if hasmask else 1):
+    nbytes, full, maskable = _FIELD_SHAPE[name]
+    if stop - start != (2 * nbytes if hasmask else nbytes):
         raise _fail(errs["len"], f"{name}: OXM length {n}")
-    value = int.from_bytes(body.take(spec.nbytes), "big")
-    mask = int.from_bytes(body.take(spec.nbytes), "big") if hasmask else None
-    if mask is not None and not spec.maskable:
+    value = int.from_bytes(buf[start:start + nbytes], "big")
+    if value > full:
+        raise _fail(errs["value"], f"{name}: value {value:#x} wider than the field")
+    if not hasmask:
+        return name, value, None
+    if not maskable:
         raise _fail(errs["mask"], f"{name} cannot be masked")
-    if value > spec.full_mask:
-        raise _fail(errs["value"], f"{name}: value {value:#x} wider than {spec.bits} bits")
-    if mask is not None:
-        if mask > spec.full_mask:
-            raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than {spec.bits} bits")
-        if value & ~mask:
-            raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
+    mask = int.from_bytes(buf[start + nbytes:stop], "big")
+    if mask > full:
+        raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than the field")
+    if value & ~mask:
+        raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
     return name, value, mask
 
 
@@ -239,11 +254,11 @@ def _unpack_match(r: _Reader) -> ofp.Match:
     body = r.sub(n - 4, _MATCH_LEN)
     r.sub(_pad8(n) - n, _MATCH_LEN)
     fields: dict[str, tuple[int, int]] = {}
-    while body.left:
+    while body.pos < body.end:
         name, v, mk = _oxm_decode(body, _MATCH_ERRS)
         if name in fields:
             raise _fail((m.OFPET_BAD_MATCH, m.OFPBMC_DUP_FIELD), f"{name} twice")
-        fields[name] = (v, ofp.FIELDS[name].full_mask if mk is None else mk)
+        fields[name] = (v, _FIELD_SHAPE[name][1] if mk is None else mk)
     return ofp.Match.from_fields(fields)
 
 
@@ -316,7 +331,9 @@ def _unpack_action(r: _Reader) -> object:
         fixed(_PAD4)
         return ofp.DecNwTtl()
     if t == m.OFPAT_SET_FIELD:
-        name, value, _ = _oxm_decode(body, _SET_FIELD_ERRS)
+        name, value, mask = _oxm_decode(body, _SET_FIELD_ERRS)
+        if mask is not None:
+            raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_ARGUMENT), "masked set_field")
         if body.left >= 8 or any(body.rest()):
             raise _fail((m.OFPET_BAD_ACTION, m.OFPBAC_BAD_SET_LEN), "set_field padding")
         return ofp.SetField(name, value)
@@ -395,7 +412,18 @@ def _unpack_instruction(r: _Reader) -> tuple[int, object]:
     raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_UNKNOWN_INST), f"instruction type {t}")
 
 
+# Controllers send the same instructions with many matches: decoded instruction lists
+# (immutable tuples) are kept by their bytes.  Refused ones are not kept.
+_INSTRUCTION_CACHE: dict[bytes, tuple] = {}
+_INSTRUCTION_CACHE_MAX = 1024
+
+
 def _unpack_instructions(r: _Reader) -> tuple:
+    raw = r.buf[r.pos:r.end]
+    cached = _INSTRUCTION_CACHE.get(raw)
+    if cached is not None:
+        r.pos = r.end
+        return cached
     out, seen = [], set()
     while r.left:
         t, inst = _unpack_instruction(r)
@@ -403,7 +431,10 @@ def _unpack_instructions(r: _Reader) -> tuple:
             raise _fail((m.OFPET_BAD_INSTRUCTION, m.OFPBIC_DUP_INST), f"instruction {t} twice")
         seen.add(t)
         out.append(inst)
-    return tuple(out)
+    if len(_INSTRUCTION_CACHE) >= _INSTRUCTION_CACHE_MAX:
+        _INSTRUCTION_CACHE.clear()
+    _INSTRUCTION_CACHE[raw] = result = tuple(out)
+    return result
 
 
 # --- buckets and bands -----------------------------------------------------------------
@@ -684,11 +715,10 @@ def _unpack_hello(r: _Reader, version: int) -> dict:
         r.take(min(r.left, _pad8(n) - n))
         if etype == m.OFPHET_VERSIONBITMAP:
             versions = set() if versions is None else versions
-            word = 0
-            while body.left >= 4:
+            # versions are 8-bit: words past the 8th name none and are not looked at
+            for word in range(min(body.left // 4, 8)):
                 (bits,) = body.unpack(_U32)
                 versions.update(word * 32 + b for b in range(32) if bits >> b & 1)
-                word += 1
     r.rest()  # spec: ignore what we do not understand
     return {"versions": frozenset({version} if versions is None else versions)}
 
@@ -1169,6 +1199,16 @@ def encode(msg: object) -> bytes:
 def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
     """A multipart reply as one or more messages of at most max_len bytes each: its entry
     list is spread over them, every message but the last flagged OFPMPF_REPLY_MORE."""
+    try:
+        out = _split(reply, max_len)
+    except (struct.error, OverflowError) as e:
+        raise ValueError(f"{type(reply).__name__}: field out of range ({e})") from None
+    if len(out[0]) > max_len:
+        raise ValueError(f"{type(reply).__name__} is {len(out[0])} bytes, over {max_len}")
+    return out
+
+
+def _split(reply: object, max_len: int) -> list[bytes]:
     cls = type(reply)
     field_name = m.REPLY_LIST_FIELD.get(cls)
     if field_name is None:
@@ -1193,8 +1233,6 @@ def encode_split(reply: object, max_len: int = MAX_LEN) -> list[bytes]:
             flags = reply.flags | (m.OFPMPF_REPLY_MORE if i < len(chunks) - 1 else 0)
             body = _MP.pack(mp, flags) + b"".join(chunk)
             out.append(_HDR.pack(m.OFP_VERSION, ofpt, _HDR.size + len(body), reply.xid) + body)
-    if len(out[0]) > max_len:
-        raise ValueError(f"{cls.__name__} is {len(out[0])} bytes, over {max_len}")
     return out
 
 
