@@ -183,6 +183,7 @@ class Datapath:
         self.pipeline = pipeline          # keeps the pipeline alive
         self._peers: dict[int, Datapath] = {}
         self._buf = ffi.new("uint8_t[]", _MAX_FRAME)
+        self._upcall = ffi.new("struct vs_dp_upcall *")   # reused, as _buf is
 
     # lifecycle
     @property
@@ -328,7 +329,7 @@ class Datapath:
         return lib.vs_dp_upcall_fd(self.handle)
 
     def recv_upcall(self) -> DpUpcall | None:
-        u = ffi.new("struct vs_dp_upcall *")
+        u = self._upcall
         if not lib.vs_dp_recv_upcall(self.handle, u, self._buf, _MAX_FRAME):
             return None
         return DpUpcall(u.in_port, u.reason, u.table_id, u.cookie, u.metadata, u.tunnel_id,
