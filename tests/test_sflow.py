@@ -535,3 +535,37 @@ def test_host_and_vm_structures(env):
     assert vm[(0, 2101)] == [{"state": 1, "cpuTime": 123456, "nrVirtCpu": 4}]
     assert vm[(0, 2102)] == [{"memory": 2 << 30, "maxMemory": 4 << 30}]
     assert vm[(0, 2103)][0]["wr_bytes"] == 44 << 20 and vm[(0, 2103)][0]["rd_req"] == 11
+
+
+def test_samples_wake_the_reader_in_bulk_packet_ins_at_once():
+    """The upcall eventfd: readable at once for a controller upcall, for
+    samples only when they fill 1/8 of the queue (here 2 of 16)."""
+    import select
+
+    from vswitch import ofp
+    from vswitch.ofp import Match, Output, apply
+    e = Env(n_hosts=2, upcall_queue_len=16)
+    try:
+        h1 = e.hosts[0]
+        fd = e.dp.upcall_fd
+        e.dp.set_sflow(1, 64)
+        send_raw(h1, frame(BCAST, h1.mac))
+        assert wait_until(lambda: e.dp.stats()["upcall_queued"] == 1)
+        assert select.select([fd], [], [], 0.1)[0] == []       # one sample: no wake-up
+        send_raw(h1, frame(BCAST, h1.mac))
+        assert wait_until(lambda: e.dp.stats()["upcall_queued"] == 2)
+        assert select.select([fd], [], [], 0.1)[0] == [fd]     # 1/8 full
+        assert len(e.dp.upcalls()) == 2
+        assert select.select([fd], [], [], 0)[0] == []         # empty again
+        send_raw(h1, frame(BCAST, h1.mac))
+        assert wait_until(lambda: e.dp.stats()["upcall_queued"] == 1)
+        e.pipeline.add_flow(0, 100, Match(eth_type=0x88B5),
+                            [apply(Output(ofp.OFPP_CONTROLLER, 64))])
+        send_raw(h1, frame(BCAST, h1.mac))                     # a packet-in (and a sample)
+        assert wait_until(lambda: e.dp.stats()["upcall_queued"] == 3)
+        assert select.select([fd], [], [], 0.1)[0] == [fd]
+        kinds = [u.kind for u in e.dp.upcalls()]
+        assert sorted(kinds) == [0, 1, 1]
+        assert select.select([fd], [], [], 0)[0] == []
+    finally:
+        e.close()

@@ -162,6 +162,9 @@ class Daemon:
             sw.flush_removed()
             sw.fail_open_tick(mgr.seconds_without_controller(), mgr.probe_interval,
                               mgr.has_controllers())
+        # Samples alone wake the upcall reader only in bulk: collect the rest.
+        for name in list(self.sflow.agents):
+            self._upcalls(name)
         self.sflow.tick()
 
     def _port_status(self, bridge: str, reason: int, ofport: int, desc=None) -> None:

@@ -325,7 +325,9 @@ class Datapath:
     # upcalls and packet-out
     @property
     def upcall_fd(self) -> int:
-        """An eventfd readable exactly while upcalls are queued."""
+        """An eventfd readable while a controller upcall waits or sFlow
+        samples fill 1/8 of the queue, until the queue is empty (samples
+        below that wait for a periodic drain)."""
         return lib.vs_dp_upcall_fd(self.handle)
 
     def recv_upcall(self) -> DpUpcall | None:

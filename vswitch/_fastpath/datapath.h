@@ -89,7 +89,10 @@
  * ======================
  * CONTROLLER upcalls are copied into a bounded FIFO (upcall_queue_len,
  * default 1024); when it is full they are dropped and counted.  An eventfd
- * (vs_dp_upcall_fd) is readable exactly while the queue is non-empty.
+ * (vs_dp_upcall_fd) is readable from the moment a CONTROLLER upcall is
+ * queued, or sFlow samples (VS_DP_UPCALL_SFLOW) fill 1/8 of the queue,
+ * until the queue is empty: samples alone below that wait for the reader's
+ * periodic drain (the daemon drains every second).
  * vs_dp_packet_out runs an action list on one frame: the actions become the
  * one rule of a private scratch pipeline (table 0, a match pinning the
  * frame's own eth_type/ip_proto/VLAN so that set_field prerequisites hold);
@@ -356,7 +359,8 @@ size_t vs_dp_fdb_dump(struct vs_dp *, struct vs_dp_fdb_entry *out, size_t max);
 /* Forget the MACs learned on port (VS_OFPP_ANY = all). */
 void vs_dp_fdb_flush(struct vs_dp *, uint32_t port);
 
-/* Readable exactly while upcalls are queued. */
+/* Readable while a controller upcall waits or samples fill 1/8 of the queue
+ * (see "Upcalls and packet-out" above); drain it until recv gives 0. */
 int vs_dp_upcall_fd(struct vs_dp *);
 /* Take the oldest upcall: 1 (u filled, min(len, buflen) bytes copied to
  * buf), 0 when the queue is empty. */
