@@ -131,7 +131,8 @@ class SampledVswitch(e2e.VswitchSUT):
         super().stop()
 
 
-def forwarding_run(tg, rate: int, st: e2e.Settings, agent_cpu: int) -> e2e.Run:
+def forwarding_run(tg, rate: int, st: e2e.Settings, agent_cpu: int,
+                   perf_dir: Path | None = None) -> e2e.Run:
     subnet = random.randrange(64, 250)
     with e2e.nettopo.Topology(e2e.PREFIX) as topo:
         gen = topo.add_host(f"10.{subnet}.0.1/24")
@@ -147,7 +148,16 @@ def forwarding_run(tg, rate: int, st: e2e.Settings, agent_cpu: int) -> e2e.Run:
                         mode=st.gen_mode)
             tg.hello(sink.ns, sink_mac)
             tg.generate(gen.ns, duration=st.warmup, run_id=0, **args)
-            return e2e._measure(tg, sut, gen, sink, st, args)
+            rec = None
+            if perf_dir is not None:             # profile the poll thread during the run
+                perf_dir.mkdir(parents=True, exist_ok=True)
+                data = perf_dir / f"poll-{rate}.data"
+                rec = e2e._perf_record(sut.threads(), max(st.duration - 1, 1), data)
+            run = e2e._measure(tg, sut, gen, sink, st, args)
+            if rec is not None:
+                rec.wait()
+                (perf_dir / f"poll-{rate}.txt").write_text(e2e._perf_report(data, top=40))
+            return run
         finally:
             sut.stop()
 
@@ -285,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-forwarding", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--perf", metavar="DIR", help="profile the poll thread (first repeat)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_sflow: needs root", file=sys.stderr)
@@ -303,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         with e2e.trafficgen.TrafficGen.build() as tg:
             for rep in range(repeat):
                 for rate in runs:
-                    r = forwarding_run(tg, rate, st, agent_cpu)
+                    perf = Path(args.perf) if args.perf and rep == 0 else None
+                    r = forwarding_run(tg, rate, st, agent_cpu, perf)
                     runs[rate].append(r)
                     sw = r.switch
                     print(f"  repeat {rep + 1} sampling {'1:' + str(rate) if rate else 'off':5}"
