@@ -522,7 +522,6 @@ def dpif_stats(ctx, bridge):
          for i, t in enumerate(r["threads"])])
 
 
-
 # --- sFlow ----------------------------------------------------------------------------
 
 @main.command("sflow-set")
@@ -579,6 +578,12 @@ def sflow_show(ctx, bridge):
 def sflow_del(ctx, bridge, if_exists):
     """Stop exporting sFlow from BRIDGE."""
     call(ctx, "sflow-del", bridge=bridge, if_exists=if_exists or None)
+
+
+# SR-IOV commands live in their own module; imported here, after call/out exist.
+from vswitch.sriov.cli import vf as _vf  # noqa: E402
+
+main.add_command(_vf)
 
 
 if __name__ == "__main__":

@@ -640,3 +640,9 @@ class ConfigStore:
             br_id = self._bridge_row(db, bridge)["id"]
             return db.execute("DELETE FROM bridge_sflow WHERE bridge_id = ?",
                               (br_id,)).rowcount > 0
+    @contextmanager
+    def connection(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """The SQLite connection inside a transaction (joining an open `transaction()`
+        block), for modules that keep their own tables here (vswitch.sriov.store)."""
+        with self._tx(write) as db:
+            yield db

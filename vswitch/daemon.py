@@ -36,6 +36,8 @@ from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
 from vswitch.ofproto.ofswitch import OFSwitch, datapath_id_for
 from vswitch.packet import build_frame
 from vswitch.sflow.service import SflowService
+from vswitch.sriov.manager import SriovManager
+from vswitch.sriov.sysfs import DEFAULT_ROOT as DEFAULT_SYSFS_ROOT
 
 log = logging.getLogger("vswitchd")
 
@@ -55,11 +57,15 @@ def default_socket(state_dir: str) -> str:
 
 
 class Daemon:
-    def __init__(self, state_dir: str) -> None:
+    def __init__(self, state_dir: str, sysfs_root: str = DEFAULT_SYSFS_ROOT) -> None:
         self.state_dir = state_dir
         Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.store = ConfigStore(os.path.join(state_dir, "conf.db"))
         self.bridges: dict[str, Bridge] = {}
+        self.sriov = SriovManager(
+            self.store, sysfs_root,
+            add_port=lambda br, port, ids: self.add_port(br, port, external_ids=ids),
+            del_port=lambda port: self.del_port(port, if_exists=True))
         # OpenFlow per bridge: what messages do, and the connections.  They
         # need the event loop, so they start in start_openflow().
         self.openflow: dict[str, tuple[OFSwitch, ConnectionManager]] = {}
@@ -88,6 +94,7 @@ class Daemon:
                 self.sflow.apply(br)
             except ValueError as e:
                 log.error("bridge %s: %s", br, e)
+        self._sriov_reconcile()
 
     def close(self) -> None:
         self.sflow.close()
@@ -519,6 +526,7 @@ class Daemon:
             if ofport is not None:
                 log.info("port %s: link %s", name, "up" if up else "down")
                 self._port_status(br_name, ofm.OFPPR_MODIFY, ofport)
+        self._sriov_link_event(name)
 
     def dump_groups(self, bridge: str):
         return self.bridge(bridge).dump_groups()
@@ -565,6 +573,63 @@ class Daemon:
             self.sflow.apply(bridge)
         return None
 
+    # --- SR-IOV (vswitch.sriov) -------------------------------------------------------
+
+    def _sriov_reconcile(self, pf: str | None = None) -> list:
+        """Never fails the caller: a reconcile problem is logged and kept in the
+        assignment's error column."""
+        try:
+            report = self.sriov.reconcile(pf)
+        except Exception:
+            log.exception("SR-IOV reconcile")
+            return []
+        for r in report:
+            if r["action"] != "in line":
+                log.info("SR-IOV VF %s (VM %s): %s", r["vf_pci"], r["vm_id"], r["action"])
+        return report
+
+    def _sriov_link_event(self, name: str) -> None:
+        """A PF's link changing may be a PF reset, which removes its VFs and their
+        settings: reconcile the assignments on that PF."""
+        if name and any(a.pf_name == name for a in self.sriov.store.list()):
+            self._sriov_reconcile(name)
+
+    def vf_list(self):
+        return {"pfs": self.sriov.list(), "assignments": self.sriov.assignments(),
+                "counters": dict(self.sriov.counters),
+                "netlink": {"requests": self.sriov.rtnl.requests,
+                            "errors": self.sriov.rtnl.errors}}
+
+    def vf_set_numvfs(self, pf: str, numvfs: int, autoprobe: bool | None = None):
+        return self.sriov.set_numvfs(pf, numvfs, autoprobe)
+
+    def vf_config(self, vf: str, settings: dict):
+        return self.sriov.configure(vf, settings)
+
+    def vf_assign(self, vm_id: str, pool: str | None = None, vf: str | None = None,
+                  config: dict | None = None, vfio: bool = False, bridge: str | None = None):
+        if bridge is not None:
+            self.bridge(bridge)
+        return self.sriov.assign(vm_id, pool=pool, vf=vf, config=config, vfio=bool(vfio),
+                                 bridge=bridge)
+
+    def vf_release(self, vm_id: str | None = None, vf: str | None = None):
+        return self.sriov.release(vm_id=vm_id, vf=vf)
+
+    def vf_pools(self):
+        return self.sriov.pools()
+
+    def vf_pool_add(self, name: str, selectors: dict):
+        self.sriov.pool_add(name, selectors)
+        return None
+
+    def vf_pool_del(self, name: str):
+        self.sriov.pool_del(name)
+        return None
+
+    def vf_reconcile(self, pf: str | None = None):
+        return self.sriov.reconcile(pf)
+
 
 METHODS = {
     "add-br": Daemon.add_br, "del-br": Daemon.del_br, "list-br": Daemon.list_br,
@@ -583,6 +648,13 @@ METHODS = {
     "get-ssl": Daemon.get_ssl, "del-ssl": Daemon.del_ssl,
     "openflow-status": Daemon.openflow_status,
 }
+METHODS.update({
+    "vf-list": Daemon.vf_list, "vf-set-numvfs": Daemon.vf_set_numvfs,
+    "vf-config": Daemon.vf_config, "vf-assign": Daemon.vf_assign,
+    "vf-release": Daemon.vf_release, "vf-pools": Daemon.vf_pools,
+    "vf-pool-add": Daemon.vf_pool_add, "vf-pool-del": Daemon.vf_pool_del,
+    "vf-reconcile": Daemon.vf_reconcile,
+})
 ROLE_NAMES = {ofm.OFPCR_ROLE_EQUAL: "equal", ofm.OFPCR_ROLE_MASTER: "master",
               ofm.OFPCR_ROLE_SLAVE: "slave"}
 METHODS.update({"sflow-set": Daemon.sflow_set, "sflow-show": Daemon.sflow_show,
@@ -715,6 +787,9 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["debug", "info", "warning", "error"])
     ap.add_argument("--demo", action="store_true",
                     help="also create bridge vsdemo0 with two namespaced hosts (removed on stop)")
+    ap.add_argument("--sysfs-root", default=os.environ.get("VSWITCH_SYSFS_ROOT",
+                                                           DEFAULT_SYSFS_ROOT),
+                    help="where sysfs is (SR-IOV discovery; tests point it at a fake tree)")
     args = ap.parse_args(argv)
     level = getattr(logging, args.log_level.upper())
     # debug is for vswitchd's own loggers: libraries (pyroute2 dumps every
@@ -733,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         lock_fd = _lock_state_dir(args.state_dir)
-        daemon = Daemon(args.state_dir)
+        daemon = Daemon(args.state_dir, sysfs_root=args.sysfs_root)
     except (ConfigError, OSError) as e:
         print(f"vswitchd: {e}", file=sys.stderr)
         return 1

@@ -200,6 +200,9 @@ class Channel(asyncio.Protocol):
             self.on_message(self, msg)
         except ofp.OFError as e:
             self.send_error(e, data, xid)
+        except Exception as e:                 # a bug: report it, keep serving
+            log.exception("%s: internal error handling %s", self.peer, type(msg).__name__)
+            self.send_error(ofp.OFError(m.OFPET_BAD_REQUEST, m.OFPBRC_EPERM, str(e)), data, xid)
 
     def _hello(self, data: bytes, version: int, type_: int, xid: int) -> None:
         if type_ != m.OFPT_HELLO:

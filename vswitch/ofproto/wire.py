@@ -112,7 +112,6 @@ _S = struct.Struct
 _HDR = _S("!BBHI")
 _U16 = _S("!H")
 _U32 = _S("!I")
-_U64 = _S("!Q")
 _TL = _S("!HH")
 
 
@@ -129,7 +128,6 @@ def _cstr(text: str, size: int) -> bytes:
 # --- OXM match fields ----------------------------------------------------------------
 
 ONF_EXPERIMENTER = 0x4F4E4600
-NX_VENDOR_ID = 0x00002320
 
 # field name -> (oxm_class, oxm_field, experimenter id or None).  One line per field;
 # names not (yet) in ofp.FIELDS are left out.
@@ -178,6 +176,17 @@ def _oxm_encode(name: str, value: int, mask: int | None) -> bytes:
 _FIELD_SHAPE = {name: (f.nbytes, f.full_mask, f.maskable) for name, f in ofp.FIELDS.items()}
 
 
+# exact 32-bit header -> (name, nbytes, full mask, hasmask) of every valid non-experimenter
+# OXM, masked and not: the common case costs one dict lookup
+_BY_HEADER: dict[int, tuple[str, int, int, bool]] = {}
+for (_cls, _fld, _exp), _name in _OXM_BY_KEY.items():
+    if _exp is None:
+        _nb, _full, _maskable = _FIELD_SHAPE[_name]
+        _BY_HEADER[_cls << 16 | _fld << 9 | _nb] = (_name, _nb, _full, False)
+        if _maskable:
+            _BY_HEADER[_cls << 16 | _fld << 9 | 0x100 | 2 * _nb] = (_name, _nb, _full, True)
+
+
 def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int, int | None]:
     """One OXM TLV -> (field name, value, mask or None).  errs maps the kinds of problem
     (len, field, mask, value) to error codes: a match and a set_field report differently.
@@ -186,11 +195,26 @@ def _oxm_decode(r: _Reader, errs: dict[str, tuple[int, int]]) -> tuple[str, int,
     if r.end - pos < 4:
         raise _fail(errs["len"], "truncated OXM header")
     (hdr,) = _U32.unpack_from(buf, pos)
-    cls, fld, hasmask, n = hdr >> 16, (hdr >> 9) & 0x7F, hdr & 0x100, hdr & 0xFF
+    n = hdr & 0xFF
     start, stop = pos + 4, pos + 4 + n
     if stop > r.end:
         raise _fail(errs["len"], f"OXM length {n} runs past its container")
     r.pos = stop
+    known = _BY_HEADER.get(hdr)
+    if known is not None:  # a well-formed header: only the value and mask to check
+        name, nbytes, full, hasmask = known
+        value = int.from_bytes(buf[start:start + nbytes], "big")
+        if value > full:
+            raise _fail(errs["value"], f"{name}: value {value:#x} wider than the field")
+        if not hasmask:
+            return name, value, None
+        mask = int.from_bytes(buf[start + nbytes:stop], "big")
+        if mask > full:
+            raise _fail(errs["mask"], f"{name}: mask {mask:#x} wider than the field")
+        if value & ~mask:
+            raise _fail(errs["wildcards"], f"{name}: value {value:#x} outside mask {mask:#x}")
+        return name, value, mask
+    cls, fld, hasmask = hdr >> 16, (hdr >> 9) & 0x7F, hdr & 0x100
     exp = None
     if cls == m.OFPXMC_EXPERIMENTER:
         if n < 4:
@@ -251,8 +275,10 @@ def _unpack_match(r: _Reader) -> ofp.Match:
         raise _fail((m.OFPET_BAD_MATCH, m.OFPBMC_BAD_TYPE), f"match type {mtype}")
     if n < 4:
         raise _fail(_MATCH_LEN, f"match length {n}")
-    body = r.sub(n - 4, _MATCH_LEN)
-    r.sub(_pad8(n) - n, _MATCH_LEN)
+    if _pad8(n) - 4 > r.end - r.pos:
+        raise _fail(_MATCH_LEN, f"match length {n} runs past the message")
+    body = _Reader(r.buf, r.pos, r.pos + n - 4, _MATCH_LEN)
+    r.pos += _pad8(n) - 4
     fields: dict[str, tuple[int, int]] = {}
     while body.pos < body.end:
         name, v, mk = _oxm_decode(body, _MATCH_ERRS)
