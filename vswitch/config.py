@@ -77,6 +77,27 @@ MIGRATIONS: list[list[str]] = [
             bridge_id INTEGER PRIMARY KEY REFERENCES bridges(id) ON DELETE CASCADE,
             settings TEXT NOT NULL)""",
     ],
+    [  # version 4: SR-IOV pools and VF assignments (vswitch/sriov/store.py)
+        """CREATE TABLE sriov_pools (
+            name TEXT PRIMARY KEY,
+            selectors TEXT NOT NULL)""",
+        """CREATE TABLE sriov_assignments (
+            vf_pci TEXT PRIMARY KEY,
+            pf_pci TEXT NOT NULL,
+            pf_name TEXT,
+            vf_index INTEGER NOT NULL CHECK (vf_index >= 0),
+            vm_id TEXT NOT NULL,
+            pool TEXT,
+            desired TEXT NOT NULL DEFAULT '{}',
+            original TEXT NOT NULL DEFAULT '{}',
+            original_driver TEXT,
+            driver TEXT,
+            bridge TEXT,
+            port TEXT,
+            state TEXT NOT NULL CHECK (state IN ('applying', 'active', 'lost')),
+            error TEXT)""",
+        "CREATE INDEX sriov_assignments_vm ON sriov_assignments (vm_id)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
