@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang-14 libfuzzer-14-dev libclang-rt-14-dev libxdp-dev libbpf-dev
-          openvswitch-common iproute2 iputils-ping
+          openvswitch-common iproute2 iputils-ping tshark
           fuse3 libfuse3-3                 # SR-IOV tests: FUSE-mounted fake sysfs
           openvswitch-switch)      # tests/test_vxlan.py: OVS userspace vxlan peer
 missing=()

@@ -554,6 +554,64 @@ def tunnel_show(ctx, bridge):
     out(ctx, call(ctx, "tunnel-show", bridge=bridge), _tunnels_text)
 
 
+# --- sFlow ----------------------------------------------------------------------------
+
+@main.command("sflow-set")
+@format_option
+@click.argument("bridge")
+@click.option("--collector", "collectors", multiple=True, required=True,
+              help="HOST[:PORT] (port 6343 by default); repeat for several")
+@click.option("--agent", help="agent address: an IP address or an interface name "
+              "(default: the source address towards the first collector)")
+@click.option("--sampling", type=click.IntRange(0, 2**32 - 1), default=400, show_default=True,
+              help="sample 1 in N packets (0: counters only)")
+@click.option("--polling", type=click.IntRange(0, 86400), default=30, show_default=True,
+              help="seconds between counter samples (0: none)")
+@click.option("--header", type=click.IntRange(14, 256), default=128, show_default=True,
+              help="bytes of each sampled packet to export")
+@click.pass_context
+def sflow_set(ctx, bridge, collectors, agent, sampling, polling, header):
+    """Export sFlow from BRIDGE to one or more collectors."""
+    settings = {"collectors": list(collectors), "sampling": sampling, "polling": polling,
+                "header": header}
+    if agent:
+        settings["agent"] = agent
+    out(ctx, call(ctx, "sflow-set", bridge=bridge, settings=settings),
+        lambda r: [])
+
+
+def _sflow_text(r):
+    st = r["settings"]
+    if st is None:
+        yield "sFlow: off"
+        return
+    yield f"collectors: {', '.join(st['collectors'])}"
+    yield f"agent: {st['agent'] or '(route to the first collector)'}"
+    yield f"sampling: 1 in {st['sampling']}" if st["sampling"] else "sampling: off"
+    yield f"polling: {st['polling']} s" if st["polling"] else "polling: off"
+    yield f"header: {st['header']} bytes"
+    for k, v in (r["status"] or {}).items():
+        yield f"{k}: {v}"
+
+
+@main.command("sflow-show")
+@format_option
+@click.argument("bridge")
+@click.pass_context
+def sflow_show(ctx, bridge):
+    """BRIDGE's sFlow settings and the agent's counters."""
+    out(ctx, call(ctx, "sflow-show", bridge=bridge), _sflow_text)
+
+
+@main.command("sflow-del")
+@click.argument("bridge")
+@click.option("--if-exists", is_flag=True)
+@click.pass_context
+def sflow_del(ctx, bridge, if_exists):
+    """Stop exporting sFlow from BRIDGE."""
+    call(ctx, "sflow-del", bridge=bridge, if_exists=if_exists or None)
+
+
 # SR-IOV commands live in their own module; imported here, after call/out exist.
 from vswitch.sriov.cli import vf as _vf  # noqa: E402
 

@@ -59,6 +59,10 @@ def afxdp_available() -> bool:
     says why: install libxdp-dev and libbpf-dev and rebuild)."""
     return bool(lib.vs_dp_afxdp_available())
 _MAX_FRAME = lib.VS_DP_MAX_FRAME
+UPCALL_CONTROLLER = lib.VS_DP_UPCALL_CONTROLLER
+UPCALL_SFLOW = lib.VS_DP_UPCALL_SFLOW
+SFLOW_F_FLOOD = lib.VS_DP_SFLOW_F_FLOOD
+SFLOW_F_LOCAL = lib.VS_DP_SFLOW_F_LOCAL
 
 
 class DatapathError(OSError):
@@ -103,6 +107,18 @@ class DpUpcall:
     max_len: int
     len: int
     data: bytes
+    # Which kind of entry (UPCALL_CONTROLLER: a packet-in; UPCALL_SFLOW: a
+    # flow sample, `data` holds the first header bytes of a `len`-byte
+    # frame) and, for samples, the sFlow fields (datapath.h).
+    kind: int = 0
+    sflow_rate: int = 0
+    sflow_pool: int = 0
+    sflow_drops: int = 0
+    sflow_n_out: int = 0
+    sflow_out_port: int = 0
+    sflow_vlan_in: int = 0
+    sflow_vlan_out: int = 0
+    sflow_flags: int = 0
 
 
 def _fields(ctype: str) -> list[str]:
@@ -170,6 +186,7 @@ class Datapath:
         self.pipeline = pipeline          # keeps the pipeline alive
         self._peers: dict[int, Datapath] = {}
         self._buf = ffi.new("uint8_t[]", _MAX_FRAME)
+        self._upcall = ffi.new("struct vs_dp_upcall *")   # reused, as _buf is
 
     # lifecycle
     @property
@@ -367,15 +384,19 @@ class Datapath:
     # upcalls and packet-out
     @property
     def upcall_fd(self) -> int:
-        """An eventfd readable exactly while upcalls are queued."""
+        """An eventfd readable while a controller upcall waits or sFlow
+        samples fill 1/8 of the queue, until the queue is empty (samples
+        below that wait for a periodic drain)."""
         return lib.vs_dp_upcall_fd(self.handle)
 
     def recv_upcall(self) -> DpUpcall | None:
-        u = ffi.new("struct vs_dp_upcall *")
+        u = self._upcall
         if not lib.vs_dp_recv_upcall(self.handle, u, self._buf, _MAX_FRAME):
             return None
         return DpUpcall(u.in_port, u.reason, u.table_id, u.cookie, u.metadata, u.tunnel_id,
-                        u.max_len, u.len, bytes(ffi.buffer(self._buf, u.copied)))
+                        u.max_len, u.len, bytes(ffi.buffer(self._buf, u.copied)),
+                        u.kind, u.sflow_rate, u.sflow_pool, u.sflow_drops, u.sflow_n_out,
+                        u.sflow_out_port, u.sflow_vlan_in, u.sflow_vlan_out, u.sflow_flags)
 
     def upcalls(self, limit: int | None = None) -> list[DpUpcall]:
         out = []
@@ -385,6 +406,16 @@ class Datapath:
                 break
             out.append(u)
         return out
+
+    def set_sflow(self, rate: int, header_bytes: int = 128) -> None:
+        """Sample 1 in `rate` received frames into the upcall queue as
+        UPCALL_SFLOW entries with their first `header_bytes`; rate 0 = off."""
+        if not 0 <= rate < 2**32:
+            raise ValueError(f"sampling rate {rate} outside 0..2^32-1")
+        if rate and not 1 <= header_bytes <= lib.VS_DP_SFLOW_MAX_HEADER:
+            raise ValueError(f"header bytes {header_bytes} outside "
+                             f"1..{lib.VS_DP_SFLOW_MAX_HEADER}")
+        _raise(lib.vs_dp_set_sflow(self.handle, rate, header_bytes), None, "set_sflow")
 
     def packet_out(self, in_port: int, actions, frame: bytes) -> None:
         """Execute an OpenFlow action list on frame (as if it arrived on

@@ -89,7 +89,10 @@
  * ======================
  * CONTROLLER upcalls are copied into a bounded FIFO (upcall_queue_len,
  * default 1024); when it is full they are dropped and counted.  An eventfd
- * (vs_dp_upcall_fd) is readable exactly while the queue is non-empty.
+ * (vs_dp_upcall_fd) is readable from the moment a CONTROLLER upcall is
+ * queued, or sFlow samples (VS_DP_UPCALL_SFLOW) fill 1/8 of the queue,
+ * until the queue is empty: samples alone below that wait for the reader's
+ * periodic drain (the daemon drains every second).
  * vs_dp_packet_out runs an action list on one frame: the actions become the
  * one rule of a private scratch pipeline (table 0, a match pinning the
  * frame's own eth_type/ip_proto/VLAN so that set_field prerequisites hold);
@@ -243,6 +246,10 @@ struct vs_dp_port_stats {
     uint64_t tx_dropped;           /* oversize, device busy or down */
     uint64_t tx_errors;            /* other send errors */
     uint64_t tx_oversize;
+    /* sFlow sampler of the port (dp_sflow.c): frames received while
+     * sampling was on, and samples lost because the upcall queue was full. */
+    uint64_t sflow_pool;
+    uint64_t sflow_drops;
 };
 
 struct vs_dp_thread_stats {
@@ -281,6 +288,8 @@ struct vs_dp_stats {
     uint64_t tx_no_port;           /* emits to a port the datapath lacks */
     uint64_t patch_loop_drops;
     uint64_t staging_drops;        /* per-round transmit staging full */
+    uint64_t sflow_samples;        /* flow samples queued */
+    uint64_t sflow_drops;          /* flow samples lost (queue full) */
 };
 
 struct vs_dp_fdb_entry {
@@ -300,7 +309,28 @@ struct vs_dp_upcall {
     uint64_t tunnel_id;
     uint32_t len;                  /* the frame's length */
     uint32_t copied;               /* bytes copied into the caller's buffer */
+    /* What the entry is: VS_DP_UPCALL_CONTROLLER (a packet-in; the fields
+     * above) or VS_DP_UPCALL_SFLOW (a flow sample: in_port, len = the
+     * frame's full length, the first header_bytes of it, and the sflow_*
+     * fields below; reason/table_id/cookie/metadata/tunnel_id are 0). */
+    uint32_t kind;
+    uint32_t sflow_rate;           /* the 1-in-N the frame was sampled at */
+    uint64_t sflow_pool;           /* in_port's sflow_pool when sampled */
+    uint64_t sflow_drops;          /* in_port's sflow_drops when sampled */
+    uint32_t sflow_n_out;          /* frames sent (0: dropped) */
+    uint32_t sflow_out_port;       /* the output port when sflow_n_out == 1 */
+    uint16_t sflow_vlan_in;        /* 802.1Q VID in (the access tag if untagged) */
+    uint16_t sflow_vlan_out;       /* VID of the first output (ditto) */
+    uint32_t sflow_flags;          /* VS_DP_SFLOW_F_* */
 };
+
+/* struct vs_dp_upcall.kind */
+#define VS_DP_UPCALL_CONTROLLER  0
+#define VS_DP_UPCALL_SFLOW       1
+/* struct vs_dp_upcall.sflow_flags */
+#define VS_DP_SFLOW_F_FLOOD      0x1   /* NORMAL flooded it (unknown/multicast dst) */
+#define VS_DP_SFLOW_F_LOCAL      0x2   /* went to the controller (the switch itself) */
+#define VS_DP_SFLOW_MAX_HEADER   256   /* header_bytes upper bound */
 
 /* Create a datapath over pipeline (borrowed) and start its threads. */
 struct vs_dp *vs_dp_new(const struct vs_dp_config *, struct vs_pipeline *,
@@ -332,7 +362,8 @@ size_t vs_dp_fdb_dump(struct vs_dp *, struct vs_dp_fdb_entry *out, size_t max);
 /* Forget the MACs learned on port (VS_OFPP_ANY = all). */
 void vs_dp_fdb_flush(struct vs_dp *, uint32_t port);
 
-/* Readable exactly while upcalls are queued. */
+/* Readable while a controller upcall waits or samples fill 1/8 of the queue
+ * (see "Upcalls and packet-out" above); drain it until recv gives 0. */
 int vs_dp_upcall_fd(struct vs_dp *);
 /* Take the oldest upcall: 1 (u filled, min(len, buflen) bytes copied to
  * buf), 0 when the queue is empty. */
@@ -344,6 +375,16 @@ int vs_dp_recv_upcall(struct vs_dp *, struct vs_dp_upcall *u, uint8_t *buf, uint
 int vs_dp_packet_out(struct vs_dp *, uint32_t in_port, const uint8_t *actions,
                      uint32_t actions_len, const uint8_t *frame, uint32_t flen,
                      struct vs_error *err);
+
+/* sFlow packet sampling (dp_sflow.c): every frame a poll thread receives
+ * from a port is sampled with probability 1/rate (independently, from a
+ * per-thread PRNG, so batching biases nothing); a sample becomes a
+ * VS_DP_UPCALL_SFLOW entry of the upcall queue carrying the first
+ * header_bytes (1..VS_DP_SFLOW_MAX_HEADER) of the frame as received and
+ * where it went.  rate 0 turns sampling off (one branch per batch).
+ * Frames entering through a patch port are sampled by the datapath they
+ * were received in, not again.  -EINVAL for a bad header_bytes. */
+int vs_dp_set_sflow(struct vs_dp *, uint32_t rate, uint32_t header_bytes);
 
 /* 1 if AF_XDP ports (VS_DP_PORT_AFXDP) were built in (libxdp + libbpf
  * found at build time), else 0: adding one is then refused. */

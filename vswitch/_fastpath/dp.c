@@ -571,6 +571,8 @@ void vs_dp_get_stats(struct vs_dp *dp, struct vs_dp_stats *s)
     s->tx_no_port = DP_LOAD(&dp->tx_no_port);
     s->patch_loop_drops = DP_LOAD(&dp->patch_loop_drops);
     s->staging_drops = DP_LOAD(&dp->staging_drops);
+    s->sflow_samples = DP_LOAD(&dp->sflow_samples);
+    s->sflow_drops = DP_LOAD(&dp->sflow_drops);
 }
 
 size_t vs_dp_fdb_dump(struct vs_dp *dp, struct vs_dp_fdb_entry *out, size_t max)

@@ -77,6 +77,24 @@ struct dp_port {
     struct vs_dp_port_stats st;        /* relaxed atomics */
 };
 
+/* ---- sFlow sampling (dp_sflow.c) --------------------------------------------- */
+/* Per poll thread: which frames of the level-0 batch in flight were picked
+ * and what the emit loop saw them become.  Owned by the thread alone. */
+struct dp_sflow_pick {
+    uint32_t pkt;                      /* index in the batch */
+    uint32_t n_out, out_port;
+    const uint8_t *out_data;           /* first output frame (for its VLAN) */
+    uint32_t out_len;
+    uint32_t flags;                    /* VS_DP_SFLOW_F_* */
+};
+struct dp_sflow_thread {
+    uint64_t rng;                      /* xorshift64* state, never 0 */
+    struct dp_port *port;              /* the batch's input port; NULL: none picked */
+    uint32_t n;
+    int16_t slot[VS_MAX_BATCH];        /* batch index -> picks[] or -1 */
+    struct dp_sflow_pick picks[VS_MAX_BATCH];
+};
+
 int dp_afpacket_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 int dp_tap_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 void dp_afpacket_poll_stats(struct dp_port *);   /* control thread, read lock */
@@ -194,6 +212,7 @@ struct dp_thread {
     uint32_t n_err;
     struct vs_dp_thread_stats st;      /* written by the thread, relaxed */
     struct dp_level lv[VS_DP_MAX_DEPTH + 1];
+    struct dp_sflow_thread sflow;
 };
 
 int dp_thread_init(struct dp_thread *, struct vs_dp *, uint32_t idx, bool poll);
@@ -220,6 +239,16 @@ void dp_normal(struct dp_thread *, struct dp_level *, struct vs_dp *, uint32_t i
                const uint8_t *data, uint32_t len, uint64_t now);
 bool dp_port_has_vlan(const struct dp_port *, uint16_t vlan);
 
+/* Hooks of dp_thread.c.  dp_sflow_pick: a batch of n frames was received
+ * from p at level 0 (count them in the pool, pick samples).  dp_sflow_note:
+ * the emit for batch index pkt staged L->tx[from..L->n_tx) (or, with
+ * VS_DP_SFLOW_F_*, went elsewhere).  dp_sflow_flush: queue the picks as
+ * upcalls (before the staged frames are sent). */
+void dp_sflow_pick(struct dp_thread *, struct vs_dp *, struct dp_port *, uint32_t n);
+void dp_sflow_note(struct dp_thread *, const struct dp_level *, uint32_t pkt, uint32_t from,
+                   uint32_t flags);
+void dp_sflow_flush(struct dp_thread *, struct vs_dp *, const struct dp_level *);
+
 /* ---- upcall queue (dp_upcall.c) -------------------------------------------------- */
 struct dp_upq;
 struct dp_upq *dp_upq_new(uint32_t cap);
@@ -227,6 +256,9 @@ void dp_upq_free(struct dp_upq *);
 int dp_upq_fd(struct dp_upq *);
 /* 0 queued, -1 dropped (full or out of memory). */
 int dp_upq_push(struct dp_upq *, const struct vs_upcall *);
+/* Queue a prepared entry and len bytes of data (0 or -1 as above). */
+int dp_upq_push_raw(struct dp_upq *, const struct vs_dp_upcall *, const uint8_t *data,
+                    uint32_t len);
 int dp_upq_pop(struct dp_upq *, struct vs_dp_upcall *, uint8_t *buf, uint32_t buflen);
 uint32_t dp_upq_len(struct dp_upq *);
 
@@ -251,6 +283,9 @@ struct vs_dp {
     /* counters, relaxed atomics */
     uint64_t upcalls, upcall_drops, normal_packets, normal_floods, normal_drops;
     uint64_t tx_no_port, patch_loop_drops, staging_drops;
+    /* sFlow (dp_sflow.c): read by poll threads once per batch, relaxed */
+    uint32_t sflow_rate, sflow_header;
+    uint64_t sflow_samples, sflow_drops;
 };
 
 /* Port by number; caller holds dp->lock (either mode). */

@@ -282,7 +282,10 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
     scratch_reset(&L->scratch);
 
     uint64_t up_ok = 0, up_drop = 0;
+    bool sflow = d == 0 && t->sflow.port;   /* frames of this batch were picked */
     for (uint32_t i = 0; i < res.n_upcalls; i++) {
+        if (sflow)
+            dp_sflow_note(t, L, res.upcalls[i].pkt, L->n_tx, VS_DP_SFLOW_F_LOCAL);
         if (dp_upq_push(dp->upq, &res.upcalls[i]) == 0)
             up_ok++;
         else
@@ -303,6 +306,7 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
         uint32_t in_port = L->in_ports[e->pkt];
         L->cur_tun = e->tunnel_id;
         memcpy(&L->cur_tun_dst, e->tun_ipv4_dst, 4);
+        uint32_t staged = L->n_tx;
         if (e->port == VS_OFPP_NORMAL) {
             dp_normal(t, L, dp, in_port, e->data, e->len, now);
         } else if (table_ok && e->port == VS_DP_PORT_RESERVED) {
@@ -314,9 +318,15 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
             else
                 no_port++;
         }
+        if (sflow)
+            dp_sflow_note(t, L, e->pkt, staged,
+                          e->port == VS_OFPP_NORMAL && L->n_tx - staged > 1
+                              ? VS_DP_SFLOW_F_FLOOD : 0);
     }
     if (no_port)
         DP_ADD(&dp->tx_no_port, no_port);
+    if (sflow)
+        dp_sflow_flush(t, dp, L);
     flush(t, dp, d);
 }
 
@@ -369,6 +379,7 @@ static uint32_t poll_round(struct dp_thread *t)
                 p->ops->rx_meta(p, L->in_ports, L->md, m);
             else
                 memset(L->md, 0, (size_t)m * sizeof *L->md);
+            dp_sflow_pick(t, dp, p, m);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);
