@@ -888,7 +888,7 @@ L4_MIN = {6: 20, 17: 8, 132: 12, 1: 4, 58: 4}
 def _check_invariants(raw: bytes, layers: dict, n: int) -> None:
     f = {name: int.from_bytes(raw[o:o + ln], "big") for name, (o, ln) in FIELDS.items()}
     assert f["in_phy_port"] == f["metadata"] == f["tunnel_id"] == f["pbb_isid"] == 0
-    assert f["pad"] == 0 and layers["pad"] == 0
+    assert f["tun_ipv4_src"] == f["tun_ipv4_dst"] == 0 and layers["pad"] == 0
     pr = f["present"]
     assert bool(pr & lib.VS_PRESENT_L2) == (n >= 14)
     assert bool(pr & lib.VS_PRESENT_L3) == bool(layers["l3_ok"])

@@ -630,10 +630,10 @@ def test_listing_shows_settings_and_assignments(mgr, kernel):
     assert pfs[MLX]["vfs"] == [] and pfs[MLX]["config_error"] is None
 
 
-def test_store_schema_is_its_own(tmp_path):
+def test_store_tables_come_with_the_config_schema(tmp_path):
     with ConfigStore(tmp_path / "conf.db") as cfg:
-        SriovStore(cfg)
-        SriovStore(cfg)                     # idempotent
-        assert cfg.schema_version == config.SCHEMA_VERSION   # the switch schema: untouched
-        with cfg.connection(write=False) as db:
-            assert db.execute("SELECT version FROM sriov_schema_version").fetchone()[0] == 1
+        store = SriovStore(cfg)
+        store.set_pool("p", {"pfNames": ["ens1f0"]})
+        assert cfg.schema_version == config.SCHEMA_VERSION
+    with ConfigStore(tmp_path / "conf.db") as cfg:       # kept across a reopen
+        assert SriovStore(cfg).pools() == {"p": {"pfNames": ["ens1f0"]}}

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(clang-14 libfuzzer-14-dev libclang-rt-14-dev libxdp-dev libbpf-dev
-          openvswitch-common iproute2 iputils-ping
+          openvswitch-common iproute2 iputils-ping tshark
           fuse3 libfuse3-3                 # SR-IOV tests: FUSE-mounted fake sysfs
-          openvswitch-switch)              # Open vSwitch 3.1: reference peer (interop, benches)
+          openvswitch-switch)      # Open vSwitch 3.1: vxlan and OpenFlow interop peer, benches
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -24,8 +24,9 @@ from vswitch.ofproto.groupsyntax import (
     parse_group,
     parse_meter,
 )
+from vswitch.tunnel import VxlanConfig, resolver
 
-PORT_TYPES = ("system", "tap", "internal", "patch", "afxdp")
+PORT_TYPES = ("system", "tap", "internal", "patch", "afxdp", "vxlan")
 RESERVED_PORTS = {ofp.OFPP_NORMAL: "NORMAL", ofp.OFPP_FLOOD: "FLOOD", ofp.OFPP_ALL: "ALL",
                   ofp.OFPP_CONTROLLER: "CONTROLLER", ofp.OFPP_IN_PORT: "IN_PORT"}
 
@@ -81,6 +82,7 @@ class Bridge:
         self.reset_flows()
 
     def close(self) -> None:
+        resolver().remove(self.dp)         # before the datapath goes
         self.dp.close()
         self.pipeline.close()
 
@@ -116,6 +118,8 @@ class Bridge:
                                              **vlan_config(other.tag, other.trunks,
                                                            other.options))
                         other.attached = True
+            elif port.type == "vxlan":
+                self._add_vxlan(port, VxlanConfig.from_options(port.options), vlan)
             else:
                 up = port.type in ("tap", "internal")
                 self.dp.add_port(port.ofport, port.type, name=port.name, up=up, **vlan)
@@ -129,6 +133,8 @@ class Bridge:
         if port is None:
             raise BridgeError(f"no port {name} on {self.name}")
         if port.attached:
+            if port.type == "vxlan":
+                resolver().remove(self.dp, port.ofport)
             try:
                 self.dp.del_port(port.ofport)
             except DatapathError:
@@ -149,9 +155,64 @@ class Bridge:
     def set_port_vlan(self, name: str, tag: int | None, trunks, options: dict) -> None:
         port = self._port(name)
         vlan = vlan_config(tag, trunks, options)
+        if port.type == "vxlan" and port.attached:
+            self._reconfigure_vxlan(port, options, vlan)
         if port.attached:
             self.dp.set_port_vlan(port.ofport, **vlan)
         port.tag, port.trunks, port.options = tag, tuple(trunks), dict(options)
+
+    # --- tunnels ---------------------------------------------------------------
+
+    def _add_vxlan(self, port: PortState, cfg: VxlanConfig, vlan: dict) -> None:
+        self.dp.add_port(port.ofport, "vxlan", name=port.name, vxlan=cfg, **vlan)
+        port.attached = True
+        resolver().add(self.dp, port.ofport, cfg)
+
+    def _reconfigure_vxlan(self, port: PortState, options: dict, vlan: dict) -> None:
+        """New tunnel options take effect by re-creating the port (its
+        counters restart); invalid ones are refused before anything changes."""
+        try:
+            new = VxlanConfig.from_options(options)
+        except ValueError as e:
+            raise BridgeError(f"port {port.name}: {e}") from e
+        old = VxlanConfig.from_options(port.options)
+        if new == old:
+            return
+        resolver().remove(self.dp, port.ofport)
+        self.dp.del_port(port.ofport)
+        port.attached = False
+        try:
+            self._add_vxlan(port, new, vlan)
+        except (DatapathError, ValueError) as e:
+            self._add_vxlan(port, old, vlan_config(port.tag, port.trunks, port.options))
+            raise BridgeError(f"port {port.name}: {e}") from e
+
+    def tunnels(self) -> list[dict]:
+        """Tunnel ports: options, underlay state, effective MTU, counters
+        (one remote per port, so the port's counters are the remote's)."""
+        out = []
+        for p in self.ports.values():
+            if p.type != "vxlan" or not p.attached:
+                continue
+            cfg = VxlanConfig.from_options(p.options)
+            try:
+                info = self.dp.port_info(p.ofport)
+                st = self.dp.vxlan_stats(p.ofport)
+                ps = self.dp.port_stats(p.ofport)
+            except DatapathError:
+                continue
+            out.append({
+                "name": p.name, "ofport": p.ofport, "remote_ip": cfg.remote_ip or "flow",
+                "local_ip": cfg.local_ip or "any",
+                "key": "flow" if cfg.key is None else cfg.key, "dst_port": cfg.dst_port,
+                "tos": cfg.tos, "ttl": cfg.ttl, "df_default": cfg.df_default,
+                "mtu": info.mtu, "link": "up" if info.link_up else "down",
+                "underlay": resolver().state(self.dp, p.ofport),
+                "counters": {**st, "tx_oversize": ps["tx_oversize"],
+                             "tx_dropped": ps["tx_dropped"], "rx_errors": ps["rx_errors"]},
+                "remotes": self.dp.vxlan_dests(p.ofport) if cfg.remote_flow else [],
+            })
+        return out
 
     def _port(self, name: str) -> PortState:
         try:

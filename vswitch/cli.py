@@ -142,7 +142,7 @@ def list_br(ctx):
 @click.argument("bridge")
 @click.argument("port")
 @click.option("--type", "ptype", type=click.Choice(["system", "tap", "internal", "patch",
-                                                    "afxdp"]), default="system")
+                                                    "afxdp", "vxlan"]), default="system")
 @click.option("--tag", type=click.IntRange(0, 4095), help="access VLAN")
 @click.option("--trunks", help="trunk VLANs, e.g. 10,20")
 @click.option("--option", "options", multiple=True, help="KEY=VALUE, e.g. peer=p1")
@@ -151,7 +151,8 @@ def list_br(ctx):
 @click.option("--may-exist", is_flag=True)
 @click.pass_context
 def add_port(ctx, bridge, port, ptype, tag, trunks, options, external_ids, ofport, may_exist):
-    """Add a port: system (existing device), tap, internal, patch."""
+    """Add a port: system (existing device), tap, internal, patch, afxdp,
+    vxlan (--option remote_ip=A.B.C.D --option key=VNI|flow ...)."""
     n = call(ctx, "add-port", bridge=bridge, port=port, type=ptype, tag=tag,
              trunks=int_list(trunks), options=kv(options, "--option"),
              external_ids=kv(external_ids, "--external-id"), ofport=ofport,
@@ -520,6 +521,95 @@ def dpif_stats(ctx, bridge):
         lambda r: [f"{k}: {v}" for k, v in r["datapath"].items()] +
         [f"thread {i}: " + ", ".join(f"{k}={v}" for k, v in t.items())
          for i, t in enumerate(r["threads"])])
+
+
+def _tunnels_text(r):
+    for t in r:
+        u = t["underlay"]
+        c = t["counters"]
+        yield (f"{t['bridge']} {t['name']} (ofport {t['ofport']}): vxlan remote {t['remote_ip']}"
+               f" local {t['local_ip']} key {t['key']} dst_port {t['dst_port']},"
+               f" link {t['link']}, mtu {t['mtu']}")
+        if u.get("flow"):
+            for r in t["remotes"]:
+                ru = u["remotes"].get(r["remote_ip"], {})
+                where = (f"via {ru['egress']} next hop {ru['next_hop']}" if "egress" in ru
+                         else f"unresolved ({ru.get('why', 'not resolved yet')})")
+                yield f"    remote {r['remote_ip']}: {where}, tx_packets={r['tx_packets']}"
+        elif u.get("resolved"):
+            yield (f"    underlay: via {u['egress']} next hop {u['next_hop']} "
+                   f"({u['next_hop_mac']}) from {u['src_ip']}, MTU {u['underlay_mtu']}")
+        else:
+            yield f"    underlay: unresolved ({u.get('why')})"
+        yield "    " + ", ".join(f"{k}={v}" for k, v in c.items()
+                               if k not in ("resolved", "ifindex", "underlay_mtu"))
+
+
+@main.command("tunnel-show")
+@format_option
+@click.argument("bridge", required=False)
+@click.pass_context
+def tunnel_show(ctx, bridge):
+    """Tunnel ports: remote, underlay route, effective MTU, per-remote counters."""
+    out(ctx, call(ctx, "tunnel-show", bridge=bridge), _tunnels_text)
+
+
+# --- sFlow ----------------------------------------------------------------------------
+
+@main.command("sflow-set")
+@format_option
+@click.argument("bridge")
+@click.option("--collector", "collectors", multiple=True, required=True,
+              help="HOST[:PORT] (port 6343 by default); repeat for several")
+@click.option("--agent", help="agent address: an IP address or an interface name "
+              "(default: the source address towards the first collector)")
+@click.option("--sampling", type=click.IntRange(0, 2**32 - 1), default=400, show_default=True,
+              help="sample 1 in N packets (0: counters only)")
+@click.option("--polling", type=click.IntRange(0, 86400), default=30, show_default=True,
+              help="seconds between counter samples (0: none)")
+@click.option("--header", type=click.IntRange(14, 256), default=128, show_default=True,
+              help="bytes of each sampled packet to export")
+@click.pass_context
+def sflow_set(ctx, bridge, collectors, agent, sampling, polling, header):
+    """Export sFlow from BRIDGE to one or more collectors."""
+    settings = {"collectors": list(collectors), "sampling": sampling, "polling": polling,
+                "header": header}
+    if agent:
+        settings["agent"] = agent
+    out(ctx, call(ctx, "sflow-set", bridge=bridge, settings=settings),
+        lambda r: [])
+
+
+def _sflow_text(r):
+    st = r["settings"]
+    if st is None:
+        yield "sFlow: off"
+        return
+    yield f"collectors: {', '.join(st['collectors'])}"
+    yield f"agent: {st['agent'] or '(route to the first collector)'}"
+    yield f"sampling: 1 in {st['sampling']}" if st["sampling"] else "sampling: off"
+    yield f"polling: {st['polling']} s" if st["polling"] else "polling: off"
+    yield f"header: {st['header']} bytes"
+    for k, v in (r["status"] or {}).items():
+        yield f"{k}: {v}"
+
+
+@main.command("sflow-show")
+@format_option
+@click.argument("bridge")
+@click.pass_context
+def sflow_show(ctx, bridge):
+    """BRIDGE's sFlow settings and the agent's counters."""
+    out(ctx, call(ctx, "sflow-show", bridge=bridge), _sflow_text)
+
+
+@main.command("sflow-del")
+@click.argument("bridge")
+@click.option("--if-exists", is_flag=True)
+@click.pass_context
+def sflow_del(ctx, bridge, if_exists):
+    """Stop exporting sFlow from BRIDGE."""
+    call(ctx, "sflow-del", bridge=bridge, if_exists=if_exists or None)
 
 
 # SR-IOV commands live in their own module; imported here, after call/out exist.

@@ -72,6 +72,35 @@ MIGRATIONS: list[list[str]] = [
             certificate TEXT NOT NULL,
             ca_cert TEXT NOT NULL)""",
     ],
+    [  # version 3: per-bridge sFlow settings (vswitch/sflow/settings.py checks them)
+        """CREATE TABLE bridge_sflow (
+            bridge_id INTEGER PRIMARY KEY REFERENCES bridges(id) ON DELETE CASCADE,
+            settings TEXT NOT NULL)""",
+    ],
+    [  # version 4: SR-IOV pools and VF assignments (vswitch/sriov/store.py)
+        """CREATE TABLE sriov_pools (
+            name TEXT PRIMARY KEY,
+            selectors TEXT NOT NULL)""",
+        """CREATE TABLE sriov_assignments (
+            vf_pci TEXT PRIMARY KEY,
+            pf_pci TEXT NOT NULL,
+            pf_name TEXT,
+            vf_index INTEGER NOT NULL CHECK (vf_index >= 0),
+            vm_id TEXT NOT NULL,
+            pool TEXT,
+            desired TEXT NOT NULL DEFAULT '{}',
+            original TEXT NOT NULL DEFAULT '{}',
+            original_driver TEXT,
+            driver TEXT,
+            bridge TEXT,
+            port TEXT,
+            state TEXT NOT NULL CHECK (state IN ('applying', 'active', 'lost')),
+            error TEXT)""",
+        "CREATE INDEX sriov_assignments_vm ON sriov_assignments (vm_id)",
+    ],
+    [  # version 5: VXLAN tunnel ports
+        "INSERT INTO port_types VALUES ('vxlan')",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -607,6 +636,34 @@ class ConfigStore:
             return {"schema_version": self.schema_version, "bridges": bridges,
                     "ssl": self.get_ssl()}
 
+    # -- sFlow (one row per bridge that exports it) ------------------------------------
+
+    def set_sflow(self, bridge: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a bridge's sFlow settings (checked; defaults filled in)."""
+        from vswitch.sflow.settings import SflowSettingsError, check
+        try:
+            checked = check(settings).to_dict()
+        except SflowSettingsError as e:
+            raise ConfigError(str(e)) from None
+        with self._tx() as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            db.execute("INSERT OR REPLACE INTO bridge_sflow VALUES (?, ?)",
+                       (br_id, _dumps(checked)))
+        return checked
+
+    def get_sflow(self, bridge: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            row = db.execute("SELECT settings FROM bridge_sflow WHERE bridge_id = ?",
+                             (br_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def del_sflow(self, bridge: str) -> bool:
+        """Remove a bridge's sFlow settings; False if it had none."""
+        with self._tx() as db:
+            br_id = self._bridge_row(db, bridge)["id"]
+            return db.execute("DELETE FROM bridge_sflow WHERE bridge_id = ?",
+                              (br_id,)).rowcount > 0
     @contextmanager
     def connection(self, write: bool = True) -> Iterator[sqlite3.Connection]:
         """The SQLite connection inside a transaction (joining an open `transaction()`

@@ -27,6 +27,7 @@ from pathlib import Path
 from vswitch import ofp
 from vswitch.bridge import Bridge, BridgeError, PortState
 from vswitch.config import DEFAULT_STATE_DIR, ConfigError, ConfigStore
+from vswitch.datapath import UPCALL_SFLOW
 from vswitch.linkmon import LinkMonitor
 from vswitch.ofp import OFError
 from vswitch.ofproto import messages as ofm
@@ -34,6 +35,7 @@ from vswitch.ofproto.connmgr import ConnectionManager
 from vswitch.ofproto.flowsyntax import FlowSyntaxError, format_flow
 from vswitch.ofproto.ofswitch import OFSwitch, datapath_id_for
 from vswitch.packet import build_frame
+from vswitch.sflow.service import SflowService
 from vswitch.sriov.manager import SriovManager
 from vswitch.sriov.sysfs import DEFAULT_ROOT as DEFAULT_SYSFS_ROOT
 
@@ -68,6 +70,7 @@ class Daemon:
         # need the event loop, so they start in start_openflow().
         self.openflow: dict[str, tuple[OFSwitch, ConnectionManager]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.sflow = SflowService(self.store, self.bridges)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -86,9 +89,15 @@ class Daemon:
                     self._attach(br, self._port_state(port))
                 except BridgeError as e:
                     log.error("port %s: %s", port.name, e)
+        for br in list(self.bridges):
+            try:
+                self.sflow.apply(br)
+            except ValueError as e:
+                log.error("bridge %s: %s", br, e)
         self._sriov_reconcile()
 
     def close(self) -> None:
+        self.sflow.close()
         for name in list(self.bridges):
             self._of_stop(name)
             self.bridges.pop(name).close()
@@ -143,10 +152,13 @@ class Daemon:
             return
         sw = of[0]
         for u in sw.bridge.dp.upcalls(UPCALL_BATCH):
-            sw.upcall(u)
+            if u.kind == UPCALL_SFLOW:          # a flow sample, not a packet-in
+                self.sflow.on_sample(name, u)
+            else:
+                sw.upcall(u)
 
     def tick(self) -> None:
-        """Once a second: flow timeouts, flow-removed messages, fail mode."""
+        """Once a second: flow timeouts, flow-removed messages, fail mode, sFlow."""
         for name, br in list(self.bridges.items()):
             br.expire()
             of = self.openflow.get(name)
@@ -157,6 +169,10 @@ class Daemon:
             sw.flush_removed()
             sw.fail_open_tick(mgr.seconds_without_controller(), mgr.probe_interval,
                               mgr.has_controllers())
+        # Samples alone wake the upcall reader only in bulk: collect the rest.
+        for name in list(self.sflow.agents):
+            self._upcalls(name)
+        self.sflow.tick()
 
     def _port_status(self, bridge: str, reason: int, ofport: int, desc=None) -> None:
         of = self.openflow.get(bridge)
@@ -237,6 +253,7 @@ class Daemon:
             return None
         with self.store.transaction():
             self.store.del_bridge(bridge)
+            self.sflow.forget(bridge)
             self.bridges.pop(bridge)
         self._of_stop(bridge)
         br.close()
@@ -530,6 +547,32 @@ class Daemon:
         br = self.bridge(bridge)
         return {"datapath": br.dp.stats(), "threads": br.dp.thread_stats()}
 
+    # --- sFlow -----------------------------------------------------------------------------
+
+    def sflow_set(self, bridge: str, settings: dict):
+        """Export sFlow from a bridge (replaces its settings)."""
+        self.bridge(bridge)
+        try:
+            with self.store.transaction():
+                checked = self.store.set_sflow(bridge, settings)
+                self.sflow.apply(bridge)
+        except ValueError:
+            self.sflow.apply(bridge)          # the stored (previous) settings again
+            raise
+        return checked
+
+    def sflow_show(self, bridge: str):
+        self.bridge(bridge)
+        return {"settings": self.store.get_sflow(bridge), "status": self.sflow.status(bridge)}
+
+    def sflow_del(self, bridge: str, if_exists: bool = False):
+        self.bridge(bridge)
+        with self.store.transaction():
+            if not self.store.del_sflow(bridge) and not if_exists:
+                raise RequestError(f"bridge {bridge} has no sFlow settings")
+            self.sflow.apply(bridge)
+        return None
+
     # --- SR-IOV (vswitch.sriov) -------------------------------------------------------
 
     def _sriov_reconcile(self, pf: str | None = None) -> list:
@@ -587,6 +630,10 @@ class Daemon:
     def vf_reconcile(self, pf: str | None = None):
         return self.sriov.reconcile(pf)
 
+    def tunnel_show(self, bridge: str | None = None):
+        names = [bridge] if bridge is not None else sorted(self.bridges)
+        return [{"bridge": n, **t} for n in names for t in self.bridge(n).tunnels()]
+
 
 METHODS = {
     "add-br": Daemon.add_br, "del-br": Daemon.del_br, "list-br": Daemon.list_br,
@@ -604,6 +651,7 @@ METHODS = {
     "get-controller": Daemon.get_controller, "set-ssl": Daemon.set_ssl,
     "get-ssl": Daemon.get_ssl, "del-ssl": Daemon.del_ssl,
     "openflow-status": Daemon.openflow_status,
+    "tunnel-show": Daemon.tunnel_show,
 }
 METHODS.update({
     "vf-list": Daemon.vf_list, "vf-set-numvfs": Daemon.vf_set_numvfs,
@@ -614,6 +662,8 @@ METHODS.update({
 })
 ROLE_NAMES = {ofm.OFPCR_ROLE_EQUAL: "equal", ofm.OFPCR_ROLE_MASTER: "master",
               ofm.OFPCR_ROLE_SLAVE: "slave"}
+METHODS.update({"sflow-set": Daemon.sflow_set, "sflow-show": Daemon.sflow_show,
+                "sflow-del": Daemon.sflow_del})
 
 
 # --- the control socket ------------------------------------------------------------

@@ -20,6 +20,7 @@ Port numbers are OpenFlow port numbers; the bridge's own interface is an
 from __future__ import annotations
 
 import errno as _errno
+import socket
 from dataclasses import dataclass
 
 from vswitch import ofp
@@ -33,6 +34,7 @@ PORT_TYPES = {
     "internal": lib.VS_DP_PORT_INTERNAL,
     "patch": lib.VS_DP_PORT_PATCH,
     "afxdp": lib.VS_DP_PORT_AFXDP,
+    "vxlan": lib.VS_DP_PORT_VXLAN,
 }
 PORT_TYPE_NAMES = {v: k for k, v in PORT_TYPES.items()}
 VLAN_MODES = {
@@ -57,6 +59,10 @@ def afxdp_available() -> bool:
     says why: install libxdp-dev and libbpf-dev and rebuild)."""
     return bool(lib.vs_dp_afxdp_available())
 _MAX_FRAME = lib.VS_DP_MAX_FRAME
+UPCALL_CONTROLLER = lib.VS_DP_UPCALL_CONTROLLER
+UPCALL_SFLOW = lib.VS_DP_UPCALL_SFLOW
+SFLOW_F_FLOOD = lib.VS_DP_SFLOW_F_FLOOD
+SFLOW_F_LOCAL = lib.VS_DP_SFLOW_F_LOCAL
 
 
 class DatapathError(OSError):
@@ -101,6 +107,18 @@ class DpUpcall:
     max_len: int
     len: int
     data: bytes
+    # Which kind of entry (UPCALL_CONTROLLER: a packet-in; UPCALL_SFLOW: a
+    # flow sample, `data` holds the first header bytes of a `len`-byte
+    # frame) and, for samples, the sFlow fields (datapath.h).
+    kind: int = 0
+    sflow_rate: int = 0
+    sflow_pool: int = 0
+    sflow_drops: int = 0
+    sflow_n_out: int = 0
+    sflow_out_port: int = 0
+    sflow_vlan_in: int = 0
+    sflow_vlan_out: int = 0
+    sflow_flags: int = 0
 
 
 def _fields(ctype: str) -> list[str]:
@@ -110,6 +128,7 @@ def _fields(ctype: str) -> list[str]:
 _PORT_STATS = _fields("struct vs_dp_port_stats")
 _THREAD_STATS = _fields("struct vs_dp_thread_stats")
 _DP_STATS = _fields("struct vs_dp_stats")
+_VXLAN_STATS = _fields("struct vs_dp_vxlan_stats")
 
 
 def _raise(rc: int, err=None, what: str = "") -> None:
@@ -167,6 +186,7 @@ class Datapath:
         self.pipeline = pipeline          # keeps the pipeline alive
         self._peers: dict[int, Datapath] = {}
         self._buf = ffi.new("uint8_t[]", _MAX_FRAME)
+        self._upcall = ffi.new("struct vs_dp_upcall *")   # reused, as _buf is
 
     # lifecycle
     @property
@@ -193,12 +213,13 @@ class Datapath:
                  ifindex: int = 0, mtu: int = 0, thread: int = -1, no_flood: bool = False,
                  up: bool = False, vlan_mode: str = "trunk", tag: int = 0, trunks=(),
                  peer: Datapath | None = None, peer_port: int = 0, queue: int = 0,
-                 xdp_mode: str = "auto") -> PortInfo:
+                 xdp_mode: str = "auto", vxlan=None) -> PortInfo:
         """Add a port.  system: an existing device by name or ifindex;
         tap/internal: a TAP device created by name (up=True brings it up);
         patch: peer datapath and the peer's patch port number; afxdp: an
         existing device by name or ifindex over AF_XDP, rx queue `queue`,
-        xdp_mode "auto" (native, else generic), "native" or "generic"."""
+        xdp_mode "auto" (native, else generic), "native" or "generic";
+        vxlan: a VxlanConfig (vswitch.tunnel), name is only a label."""
         pc = ffi.new("struct vs_dp_port_config *")
         pc.port_no = port_no
         pc.type = PORT_TYPES[type]
@@ -219,6 +240,18 @@ class Datapath:
         if peer is not None:
             pc.peer = peer.handle
             pc.peer_port = peer_port
+        if vxlan is not None:
+            vx = ffi.new("struct vs_dp_vxlan_config *")
+            vx.local_ip = vxlan.local_ip_bytes
+            vx.remote_ip = vxlan.remote_ip_bytes
+            vx.key = 0 if vxlan.key is None else vxlan.key
+            vx.key_flow = int(vxlan.key is None)
+            vx.dst_port = vxlan.dst_port
+            vx.tos = vxlan.tos
+            vx.ttl = vxlan.ttl
+            vx.df = int(vxlan.df_default)
+            vx.remote_flow = int(vxlan.remote_flow)
+            pc.vxlan = vx                 # vx stays alive until the call returns
         err = ffi.new("struct vs_error *")
         _raise(lib.vs_dp_add_port(self.handle, pc, err), err, "add_port")
         if peer is not None:
@@ -255,6 +288,49 @@ class Datapath:
             xdp_mode=(XDP_MODE_NAMES.get(i.xdp_mode, str(i.xdp_mode))
                       if i.type == lib.VS_DP_PORT_AFXDP else ""),
             xdp_zerocopy=bool(i.xdp_zerocopy))
+
+    def set_vxlan_route(self, port_no: int, route) -> None:
+        """Give a vxlan port its outer headers' route (a tunnel.Route, or
+        None: unresolved, frames are dropped and counted)."""
+        r = ffi.new("struct vs_dp_vxlan_route *")
+        if route is not None:
+            r.ifindex = route.ifindex
+            r.mtu = route.mtu
+            r.src_mac = route.src_mac
+            r.dst_mac = route.dst_mac
+            r.src_ip = route.src_ip_bytes
+        _raise(lib.vs_dp_vxlan_set_route(self.handle, port_no, r), None,
+               f"set_vxlan_route {port_no}")
+
+    def set_vxlan_dest(self, port_no: int, dst: str, route) -> None:
+        """A remote_ip=flow port's route to dst (None withdraws it)."""
+        r = ffi.new("struct vs_dp_vxlan_route *")
+        if route is not None:
+            r.ifindex = route.ifindex
+            r.mtu = route.mtu
+            r.src_mac = route.src_mac
+            r.dst_mac = route.dst_mac
+            r.src_ip = route.src_ip_bytes
+        _raise(lib.vs_dp_vxlan_set_dest(self.handle, port_no, socket.inet_aton(dst), r), None,
+               f"set_vxlan_dest {port_no} {dst}")
+
+    def vxlan_wanted(self, port_no: int) -> list[str]:
+        """Destinations a remote_ip=flow port had no route for (taken)."""
+        buf = ffi.new("uint8_t[]", 4 * 64)
+        n = lib.vs_dp_vxlan_wanted(self.handle, port_no, buf, 64)
+        raw = bytes(ffi.buffer(buf, 4 * n))
+        return sorted({socket.inet_ntoa(raw[i:i + 4]) for i in range(0, len(raw), 4)})
+
+    def vxlan_dests(self, port_no: int) -> list[dict]:
+        arr = ffi.new("struct vs_dp_vxlan_dest[]", 256)
+        n = lib.vs_dp_vxlan_dests(self.handle, port_no, arr, 256)
+        return [{"remote_ip": socket.inet_ntoa(bytes(list(d.dst))), "resolved": bool(d.ifindex),
+                 "mtu": d.mtu, "tx_packets": d.tx_packets} for d in arr[0:n]]
+
+    def vxlan_stats(self, port_no: int) -> dict[str, int]:
+        s = ffi.new("struct vs_dp_vxlan_stats *")
+        _raise(lib.vs_dp_vxlan_stats(self.handle, port_no, s), None, f"vxlan port {port_no}")
+        return {k: getattr(s, k) for k in _VXLAN_STATS}
 
     def port_numbers(self) -> list[int]:
         n = lib.vs_dp_port_list(self.handle, ffi.NULL, 0)
@@ -308,15 +384,19 @@ class Datapath:
     # upcalls and packet-out
     @property
     def upcall_fd(self) -> int:
-        """An eventfd readable exactly while upcalls are queued."""
+        """An eventfd readable while a controller upcall waits or sFlow
+        samples fill 1/8 of the queue, until the queue is empty (samples
+        below that wait for a periodic drain)."""
         return lib.vs_dp_upcall_fd(self.handle)
 
     def recv_upcall(self) -> DpUpcall | None:
-        u = ffi.new("struct vs_dp_upcall *")
+        u = self._upcall
         if not lib.vs_dp_recv_upcall(self.handle, u, self._buf, _MAX_FRAME):
             return None
         return DpUpcall(u.in_port, u.reason, u.table_id, u.cookie, u.metadata, u.tunnel_id,
-                        u.max_len, u.len, bytes(ffi.buffer(self._buf, u.copied)))
+                        u.max_len, u.len, bytes(ffi.buffer(self._buf, u.copied)),
+                        u.kind, u.sflow_rate, u.sflow_pool, u.sflow_drops, u.sflow_n_out,
+                        u.sflow_out_port, u.sflow_vlan_in, u.sflow_vlan_out, u.sflow_flags)
 
     def upcalls(self, limit: int | None = None) -> list[DpUpcall]:
         out = []
@@ -326,6 +406,16 @@ class Datapath:
                 break
             out.append(u)
         return out
+
+    def set_sflow(self, rate: int, header_bytes: int = 128) -> None:
+        """Sample 1 in `rate` received frames into the upcall queue as
+        UPCALL_SFLOW entries with their first `header_bytes`; rate 0 = off."""
+        if not 0 <= rate < 2**32:
+            raise ValueError(f"sampling rate {rate} outside 0..2^32-1")
+        if rate and not 1 <= header_bytes <= lib.VS_DP_SFLOW_MAX_HEADER:
+            raise ValueError(f"header bytes {header_bytes} outside "
+                             f"1..{lib.VS_DP_SFLOW_MAX_HEADER}")
+        _raise(lib.vs_dp_set_sflow(self.handle, rate, header_bytes), None, "set_sflow")
 
     def packet_out(self, in_port: int, actions, frame: bytes) -> None:
         """Execute an OpenFlow action list on frame (as if it arrived on

@@ -360,7 +360,7 @@ SETTABLE = {
     "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmpv4_type",
     "icmpv4_code", "icmpv6_type", "icmpv6_code", "arp_op", "arp_spa", "arp_tpa", "arp_sha",
     "arp_tha", "ipv6_src", "ipv6_dst", "ipv6_flabel", "ipv6_nd_target", "ipv6_nd_sll",
-    "ipv6_nd_tll", "tunnel_id",
+    "ipv6_nd_tll", "tunnel_id", "tun_ipv4_src", "tun_ipv4_dst",
 }
 
 
@@ -503,11 +503,14 @@ class _Packet:
     in_port: int
     metadata: int = 0
     tunnel_id: int = 0
+    tun_ipv4_src: int = 0           # tunnel metadata (a tunnel port sets them)
+    tun_ipv4_dst: int = 0
     queue: int = 0
 
     def key(self) -> dict[str, int]:
         return {**parse(self.frame, self.in_port), "metadata": self.metadata,
-                "tunnel_id": self.tunnel_id}
+                "tunnel_id": self.tunnel_id, "tun_ipv4_src": self.tun_ipv4_src,
+                "tun_ipv4_dst": self.tun_ipv4_dst}
 
     def copy(self) -> _Packet:
         return dataclasses.replace(self, frame=bytearray(self.frame))
@@ -804,6 +807,8 @@ class ModelPipeline:
                 pkt.queue = a.queue_id
             elif isinstance(a, SetField) and a.field == "tunnel_id":
                 pkt.tunnel_id = a.value
+            elif isinstance(a, SetField) and a.field in ("tun_ipv4_src", "tun_ipv4_dst"):
+                setattr(pkt, a.field, a.value)
             elif isinstance(a, SetField):
                 set_field(pkt.frame, pkt.in_port, a.field, a.value)
             elif isinstance(a, PushVlan):

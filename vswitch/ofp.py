@@ -112,12 +112,15 @@ FIELDS: dict[str, FieldSpec] = {
         _f("ip_frag", 40, 1, 2, True),
         _f("tcp_flags", 41, 2, 12, True),
         _f("ip_ttl", 42, 1, 8, False),
+        # Tunnel metadata; the OpenFlow codec maps them to NXM_NX_TUN_IPV4_SRC/DST.
+        _f("tun_ipv4_src", 43, 4, 32, True),
+        _f("tun_ipv4_dst", 44, 4, 32, True),
     )
 }
 FIELDS_BY_ID: dict[int, FieldSpec] = {f.id: f for f in FIELDS.values()}
 
 _MAC_FIELDS = {"eth_dst", "eth_src", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll"}
-_IPV4_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+_IPV4_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
 _IPV6_FIELDS = {"ipv6_src", "ipv6_dst", "ipv6_nd_target"}
 
 FieldValue = int | str | bytes | tuple

@@ -89,7 +89,9 @@ static void check(const uint8_t *data, uint32_t len, uint32_t in_port)
     CHECK(!L->l4_ok || L->l3_ok, "l4 without l3");
     CHECK(L->pad == 0, "layers.pad = %u", L->pad);
 
-    CHECK(all_zero(key->pad, sizeof key->pad), "key.pad not zero");
+    /* Tunnel metadata never comes from the frame. */
+    CHECK(all_zero(key->tun_ipv4_src, sizeof key->tun_ipv4_src), "tun_ipv4_src set");
+    CHECK(all_zero(key->tun_ipv4_dst, sizeof key->tun_ipv4_dst), "tun_ipv4_dst set");
     CHECK(rd32(key->in_port) == in_port, "in_port %#x != %#x", rd32(key->in_port), in_port);
     CHECK(all_zero(key->in_phy_port, sizeof key->in_phy_port), "in_phy_port set");
     CHECK(all_zero(key->metadata, sizeof key->metadata), "metadata set");

@@ -278,8 +278,8 @@ static inline uint64_t rng_next(uint64_t *s)
 
 static void process_locked(struct vs_context *c, struct vs_pipeline *p,
                            const uint8_t *const *frames, const uint32_t *lens,
-                           const uint32_t *in_ports, uint32_t n, struct vs_batch_result *out,
-                           uint64_t now)
+                           const uint32_t *in_ports, const struct vs_tun_md *md, uint32_t n,
+                           struct vs_batch_result *out, uint64_t now)
 {
     if (c->owner != p->id || c->gen != ATOMIC_LOAD(&p->gen)) {
         flush_caches(c);
@@ -296,6 +296,13 @@ static void process_locked(struct vs_context *c, struct vs_pipeline *p,
 
     for (uint32_t i = 0; i < n; i++)
         vs_parse(frames[i], lens[i], in_ports[i], &c->keys[i], &c->layers[i]);
+    if (md) {
+        for (uint32_t i = 0; i < n; i++) {
+            put64(c->keys[i].tunnel_id, md[i].tunnel_id);
+            memcpy(c->keys[i].tun_ipv4_src, md[i].ipv4_src, 4);
+            memcpy(c->keys[i].tun_ipv4_dst, md[i].ipv4_dst, 4);
+        }
+    }
 
     bool use_mf = c->cfg.megaflow_max != 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -344,7 +351,9 @@ static void process_locked(struct vs_context *c, struct vs_pipeline *p,
         }
 
         struct pkt_state ps = {.data = (uint8_t *)frames[i], .len = lens[i], .in_port = in_ports[i],
-                               .idx = i, .key = key, .L = c->layers[i]};
+                               .idx = i, .key = key, .L = c->layers[i],
+                               .tun_id = md ? md[i].tunnel_id : 0};
+        memcpy(ps.tun_dst, key->tun_ipv4_dst, 4);
         uint32_t before = out->n_emits;
         execute(&x, &ps, e->prog, e->prog_len);
         if (out->n_emits == before)
@@ -373,7 +382,21 @@ int vs_process_batch(struct vs_context *c, struct vs_pipeline *p, const uint8_t 
         return -1;
     uint64_t now = now_ns();
     pthread_rwlock_rdlock(&p->lock);
-    process_locked(c, p, frames, lens, in_ports, n, out, now);
+    process_locked(c, p, frames, lens, in_ports, NULL, n, out, now);
+    pthread_rwlock_unlock(&p->lock);
+    return 0;
+}
+
+int vs_process_batch_tun(struct vs_context *c, struct vs_pipeline *p,
+                         const uint8_t *const *frames, const uint32_t *lens,
+                         const uint32_t *in_ports, const struct vs_tun_md *md, uint32_t n,
+                         struct vs_batch_result *out)
+{
+    if (n > VS_MAX_BATCH)
+        return -1;
+    uint64_t now = now_ns();
+    pthread_rwlock_rdlock(&p->lock);
+    process_locked(c, p, frames, lens, in_ports, md, n, out, now);
     pthread_rwlock_unlock(&p->lock);
     return 0;
 }

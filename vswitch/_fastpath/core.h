@@ -276,6 +276,8 @@ struct pkt_state {
     uint32_t in_port;
     uint32_t idx;                      /* index in the batch */
     const struct vs_key *key;          /* as parsed on arrival */
+    uint64_t tun_id;                   /* tunnel_id now (set_field changes it) */
+    uint8_t tun_dst[4];                /* tun_ipv4_dst now */
     struct vs_layers L;
 };
 

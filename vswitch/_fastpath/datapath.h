@@ -89,7 +89,10 @@
  * ======================
  * CONTROLLER upcalls are copied into a bounded FIFO (upcall_queue_len,
  * default 1024); when it is full they are dropped and counted.  An eventfd
- * (vs_dp_upcall_fd) is readable exactly while the queue is non-empty.
+ * (vs_dp_upcall_fd) is readable from the moment a CONTROLLER upcall is
+ * queued, or sFlow samples (VS_DP_UPCALL_SFLOW) fill 1/8 of the queue,
+ * until the queue is empty: samples alone below that wait for the reader's
+ * periodic drain (the daemon drains every second).
  * vs_dp_packet_out runs an action list on one frame: the actions become the
  * one rule of a private scratch pipeline (table 0, a match pinning the
  * frame's own eth_type/ip_proto/VLAN so that set_field prerequisites hold);
@@ -154,6 +157,7 @@
 #define VS_DP_PORT_INTERNAL   3
 #define VS_DP_PORT_PATCH      4
 #define VS_DP_PORT_AFXDP      5        /* only if vs_dp_afxdp_available() */
+#define VS_DP_PORT_VXLAN      6        /* RFC 7348 tunnel: dp_port_vxlan.c */
 
 /* afxdp XDP attach modes (vs_dp_port_config.xdp_mode, vs_dp_port_info). */
 #define VS_DP_XDP_AUTO        0        /* native, generic if native fails */
@@ -174,6 +178,7 @@
 #define VS_DP_PORT_RESERVED   0xffffff00u
 
 struct vs_dp;
+struct vs_dp_vxlan_config;
 
 struct vs_dp_config {
     uint32_t n_threads;            /* poll threads; 0 = 1 */
@@ -206,6 +211,7 @@ struct vs_dp_port_config {
     uint32_t pad;
     uint32_t queue;                /* afxdp: the device's rx queue to bind (0 = first) */
     uint32_t xdp_mode;             /* afxdp: VS_DP_XDP_* */
+    const struct vs_dp_vxlan_config *vxlan;   /* vxlan: required */
 };
 
 struct vs_dp_port_info {
@@ -240,6 +246,10 @@ struct vs_dp_port_stats {
     uint64_t tx_dropped;           /* oversize, device busy or down */
     uint64_t tx_errors;            /* other send errors */
     uint64_t tx_oversize;
+    /* sFlow sampler of the port (dp_sflow.c): frames received while
+     * sampling was on, and samples lost because the upcall queue was full. */
+    uint64_t sflow_pool;
+    uint64_t sflow_drops;
 };
 
 struct vs_dp_thread_stats {
@@ -278,6 +288,8 @@ struct vs_dp_stats {
     uint64_t tx_no_port;           /* emits to a port the datapath lacks */
     uint64_t patch_loop_drops;
     uint64_t staging_drops;        /* per-round transmit staging full */
+    uint64_t sflow_samples;        /* flow samples queued */
+    uint64_t sflow_drops;          /* flow samples lost (queue full) */
 };
 
 struct vs_dp_fdb_entry {
@@ -297,7 +309,28 @@ struct vs_dp_upcall {
     uint64_t tunnel_id;
     uint32_t len;                  /* the frame's length */
     uint32_t copied;               /* bytes copied into the caller's buffer */
+    /* What the entry is: VS_DP_UPCALL_CONTROLLER (a packet-in; the fields
+     * above) or VS_DP_UPCALL_SFLOW (a flow sample: in_port, len = the
+     * frame's full length, the first header_bytes of it, and the sflow_*
+     * fields below; reason/table_id/cookie/metadata/tunnel_id are 0). */
+    uint32_t kind;
+    uint32_t sflow_rate;           /* the 1-in-N the frame was sampled at */
+    uint64_t sflow_pool;           /* in_port's sflow_pool when sampled */
+    uint64_t sflow_drops;          /* in_port's sflow_drops when sampled */
+    uint32_t sflow_n_out;          /* frames sent (0: dropped) */
+    uint32_t sflow_out_port;       /* the output port when sflow_n_out == 1 */
+    uint16_t sflow_vlan_in;        /* 802.1Q VID in (the access tag if untagged) */
+    uint16_t sflow_vlan_out;       /* VID of the first output (ditto) */
+    uint32_t sflow_flags;          /* VS_DP_SFLOW_F_* */
 };
+
+/* struct vs_dp_upcall.kind */
+#define VS_DP_UPCALL_CONTROLLER  0
+#define VS_DP_UPCALL_SFLOW       1
+/* struct vs_dp_upcall.sflow_flags */
+#define VS_DP_SFLOW_F_FLOOD      0x1   /* NORMAL flooded it (unknown/multicast dst) */
+#define VS_DP_SFLOW_F_LOCAL      0x2   /* went to the controller (the switch itself) */
+#define VS_DP_SFLOW_MAX_HEADER   256   /* header_bytes upper bound */
 
 /* Create a datapath over pipeline (borrowed) and start its threads. */
 struct vs_dp *vs_dp_new(const struct vs_dp_config *, struct vs_pipeline *,
@@ -329,7 +362,8 @@ size_t vs_dp_fdb_dump(struct vs_dp *, struct vs_dp_fdb_entry *out, size_t max);
 /* Forget the MACs learned on port (VS_OFPP_ANY = all). */
 void vs_dp_fdb_flush(struct vs_dp *, uint32_t port);
 
-/* Readable exactly while upcalls are queued. */
+/* Readable while a controller upcall waits or samples fill 1/8 of the queue
+ * (see "Upcalls and packet-out" above); drain it until recv gives 0. */
 int vs_dp_upcall_fd(struct vs_dp *);
 /* Take the oldest upcall: 1 (u filled, min(len, buflen) bytes copied to
  * buf), 0 when the queue is empty. */
@@ -341,6 +375,16 @@ int vs_dp_recv_upcall(struct vs_dp *, struct vs_dp_upcall *u, uint8_t *buf, uint
 int vs_dp_packet_out(struct vs_dp *, uint32_t in_port, const uint8_t *actions,
                      uint32_t actions_len, const uint8_t *frame, uint32_t flen,
                      struct vs_error *err);
+
+/* sFlow packet sampling (dp_sflow.c): every frame a poll thread receives
+ * from a port is sampled with probability 1/rate (independently, from a
+ * per-thread PRNG, so batching biases nothing); a sample becomes a
+ * VS_DP_UPCALL_SFLOW entry of the upcall queue carrying the first
+ * header_bytes (1..VS_DP_SFLOW_MAX_HEADER) of the frame as received and
+ * where it went.  rate 0 turns sampling off (one branch per batch).
+ * Frames entering through a patch port are sampled by the datapath they
+ * were received in, not again.  -EINVAL for a bad header_bytes. */
+int vs_dp_set_sflow(struct vs_dp *, uint32_t rate, uint32_t header_bytes);
 
 /* 1 if AF_XDP ports (VS_DP_PORT_AFXDP) were built in (libxdp + libbpf
  * found at build time), else 0: adding one is then refused. */
@@ -359,5 +403,86 @@ int vs_dp_afxdp_available(void);
 int vs_dp_gso_segment_test(const uint8_t *frame, uint32_t len, const uint8_t *vnet,
                            uint32_t mtu, uint8_t *out, uint32_t out_cap, uint32_t *lens,
                            uint32_t max_segs);
+
+/* ---- VXLAN tunnel ports (dp_port_vxlan.c; design in docs/datapath.md) ----
+ * Receive: a kernel UDP socket bound to local_ip:dst_port, read with
+ * recvmmsg; the VXLAN header is checked (flags word exactly 0x08000000,
+ * reserved byte zero), the sender must be remote_ip and the VNI the port's
+ * key (unless key_flow); the inner frame enters the pipeline with
+ * tunnel_id = VNI.  Anything else is counted (struct vs_dp_vxlan_stats) and
+ * dropped.  The vxlan ports of a datapath with the same local_ip and
+ * dst_port share one socket (datagrams go to the port of their sender and
+ * VNI); another datapath or program cannot have that UDP port too.
+ * Transmit: the outer Ethernet/IPv4/UDP/VXLAN headers are built per frame
+ * from the port's options and its route (egress device, MACs, source
+ * address, MTU), which the control plane resolves and pushes with
+ * vs_dp_vxlan_set_route (never resolved per packet), and sent with
+ * sendmmsg on an AF_PACKET socket of the egress device.  Until a route is
+ * set frames are dropped (tx_unresolved).  The outer UDP source port is a
+ * hash of the inner flow; the UDP checksum is zero (allowed over IPv4).
+ * The port's MTU (vs_dp_port_info.mtu) is the largest inner IP packet that
+ * fits: egress MTU - 50; longer inner frames count as tx_oversize. */
+struct vs_dp_vxlan_config {
+    uint8_t  local_ip[4];          /* receive address (0.0.0.0 = any) */
+    uint8_t  remote_ip[4];         /* the peer: outer destination, accepted source */
+    uint32_t key;                  /* VNI, 0..2^24-1, unless key_flow */
+    uint32_t key_flow;             /* 1: VNI = the flow's tunnel_id (low 24 bits) */
+    uint16_t dst_port;             /* UDP port, host order; 0 = 4789 */
+    uint8_t  tos;                  /* outer TOS byte */
+    uint8_t  ttl;                  /* outer TTL; 0 = 64 */
+    uint32_t df;                   /* 1: set DF in the outer header */
+    uint32_t remote_flow;          /* 1: remote_ip=flow (remote_ip 0): the outer
+                                    * destination is the frame's tun_ipv4_dst; receives
+                                    * from senders no fixed-remote port has */
+};
+
+struct vs_dp_vxlan_route {
+    uint32_t ifindex;              /* egress device; 0 = unresolved */
+    uint32_t mtu;                  /* its MTU */
+    uint8_t  src_mac[6];           /* the egress device's address */
+    uint8_t  dst_mac[6];           /* the next hop's */
+    uint8_t  src_ip[4];            /* outer source address */
+};
+
+struct vs_dp_vxlan_stats {
+    uint64_t rx_packets;           /* decapsulated, handed to the pipeline */
+    uint64_t rx_short;             /* datagram shorter than VXLAN + Ethernet headers */
+    uint64_t rx_bad_header;        /* flags word or reserved bits wrong */
+    uint64_t rx_unknown_vni;       /* from this remote, a VNI no port has */
+    uint64_t rx_unknown_remote;    /* sender is no port's remote_ip (shared
+                                    * by the ports on one socket) */
+    uint64_t rx_truncated;         /* datagram longer than the receive slot */
+    uint64_t tx_packets;           /* encapsulated and sent */
+    uint64_t tx_unresolved;        /* dropped: no route / next hop yet */
+    uint64_t tx_errors;            /* sendmmsg failures */
+    uint64_t route_updates;        /* vs_dp_vxlan_set_route calls */
+    uint64_t rx_socket_drops;      /* the kernel found the socket's buffer full
+                                    * (shared by the ports on one socket) */
+    uint32_t resolved;             /* a route is set */
+    uint32_t ifindex;              /* its egress device */
+    uint32_t underlay_mtu;
+    uint32_t pad;
+};
+
+int vs_dp_vxlan_set_route(struct vs_dp *, uint32_t port_no, const struct vs_dp_vxlan_route *);
+
+/* remote_ip=flow ports: routes per destination (ifindex 0 withdraws one),
+ * at most 256 destinations (-ENOSPC).  Frames to a destination without a
+ * route are dropped (tx_unresolved) and the destination is queued (lossy,
+ * 64 entries) for vs_dp_vxlan_wanted, which takes the queue (4-byte
+ * addresses into out). */
+struct vs_dp_vxlan_dest {
+    uint8_t  dst[4];
+    uint32_t ifindex;              /* 0: withdrawn */
+    uint32_t mtu;
+    uint32_t pad;
+    uint64_t tx_packets;
+};
+int vs_dp_vxlan_set_dest(struct vs_dp *, uint32_t port_no, const uint8_t dst[4],
+                         const struct vs_dp_vxlan_route *);
+size_t vs_dp_vxlan_wanted(struct vs_dp *, uint32_t port_no, uint8_t *out, size_t max);
+size_t vs_dp_vxlan_dests(struct vs_dp *, uint32_t port_no, struct vs_dp_vxlan_dest *out,
+                         size_t max);
+int vs_dp_vxlan_stats(struct vs_dp *, uint32_t port_no, struct vs_dp_vxlan_stats *);
 
 #endif /* VSWITCH_DATAPATH_H */

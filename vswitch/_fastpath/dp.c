@@ -35,6 +35,9 @@ struct dp_port *dp_find_port(const struct vs_dp *dp, uint32_t port_no)
     return NULL;
 }
 
+void dp_global_lock(void) { pthread_mutex_lock(&g_mutex); }
+void dp_global_unlock(void) { pthread_mutex_unlock(&g_mutex); }
+
 static bool dp_live(const struct vs_dp *dp)
 {
     for (struct vs_dp *x = g_dps; x; x = x->next)
@@ -274,6 +277,7 @@ int vs_dp_add_port(struct vs_dp *dp, const struct vs_dp_port_config *cfg, struct
                           cfg->port_no);
         break;
     case VS_DP_PORT_AFXDP:             /* refused by dp_afxdp_open if not built */
+    case VS_DP_PORT_VXLAN:             /* options checked by dp_vxlan_open */
         break;
     default:
         return dp_err(err, EINVAL, "port %u: unknown port type %u", cfg->port_no, cfg->type);
@@ -310,6 +314,9 @@ int vs_dp_add_port(struct vs_dp *dp, const struct vs_dp_port_config *cfg, struct
         break;
     case VS_DP_PORT_AFXDP:
         rc = dp_afxdp_open(dp, p, cfg, err);
+        break;
+    case VS_DP_PORT_VXLAN:
+        rc = dp_vxlan_open(dp, p, cfg, err);
         break;
     case VS_DP_PORT_PATCH:
         if (!dp_live(cfg->peer)) {
@@ -564,6 +571,8 @@ void vs_dp_get_stats(struct vs_dp *dp, struct vs_dp_stats *s)
     s->tx_no_port = DP_LOAD(&dp->tx_no_port);
     s->patch_loop_drops = DP_LOAD(&dp->patch_loop_drops);
     s->staging_drops = DP_LOAD(&dp->staging_drops);
+    s->sflow_samples = DP_LOAD(&dp->sflow_samples);
+    s->sflow_drops = DP_LOAD(&dp->sflow_drops);
 }
 
 size_t vs_dp_fdb_dump(struct vs_dp *dp, struct vs_dp_fdb_entry *out, size_t max)
@@ -683,6 +692,7 @@ int vs_dp_packet_out(struct vs_dp *dp, uint32_t in_port, const uint8_t *actions,
     t->lv[0].frames[0] = frame;
     t->lv[0].lens[0] = flen;
     t->lv[0].in_ports[0] = in_port;
+    memset(&t->lv[0].md[0], 0, sizeof t->lv[0].md[0]);
     dp_run_batch(t, dp, dp->po_pipeline, 0, 1, true);
     t->n_held = 0;
     pthread_rwlock_unlock(&dp->lock);

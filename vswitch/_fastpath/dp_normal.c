@@ -460,6 +460,9 @@ void dp_normal(struct dp_thread *t, struct dp_level *L, struct vs_dp *dp, uint32
         if (p->port_no == in_port || (p->flags & VS_DP_PF_NO_FLOOD) ||
             !dp_port_has_vlan(p, o.vlan))
             continue;
+        /* Split horizon: the other tunnels' hosts got it from the sender. */
+        if (in && in->type == VS_DP_PORT_VXLAN && p->type == VS_DP_PORT_VXLAN)
+            continue;
         output(L, dp, &o, p, in_port);
     }
 }

@@ -41,6 +41,13 @@ struct dp_port_ops {
     /* The fd reported EPOLLERR/EPOLLHUP (owner thread, under the read lock). */
     void (*error)(struct dp_port *);
     void (*close)(struct dp_port *);
+    /* Tunnel ports only (NULL elsewhere).  rx_meta: after rx, the in_port
+     * (a tunnel port may receive for others sharing its socket) and the
+     * tunnel metadata of each of the n frames it returned.  tx_tun: tx,
+     * with each frame's tunnel_id and tun_ipv4_dst (network order). */
+    void (*rx_meta)(struct dp_port *, uint32_t *in_ports, struct vs_tun_md *md, uint32_t n);
+    void (*tx_tun)(struct dp_port *, const uint8_t *const *frames, const uint32_t *lens,
+                   const uint64_t *tun_ids, const uint32_t *tun_dsts, uint32_t n);
 };
 
 struct dp_port {
@@ -70,6 +77,24 @@ struct dp_port {
     struct vs_dp_port_stats st;        /* relaxed atomics */
 };
 
+/* ---- sFlow sampling (dp_sflow.c) --------------------------------------------- */
+/* Per poll thread: which frames of the level-0 batch in flight were picked
+ * and what the emit loop saw them become.  Owned by the thread alone. */
+struct dp_sflow_pick {
+    uint32_t pkt;                      /* index in the batch */
+    uint32_t n_out, out_port;
+    const uint8_t *out_data;           /* first output frame (for its VLAN) */
+    uint32_t out_len;
+    uint32_t flags;                    /* VS_DP_SFLOW_F_* */
+};
+struct dp_sflow_thread {
+    uint64_t rng;                      /* xorshift64* state, never 0 */
+    struct dp_port *port;              /* the batch's input port; NULL: none picked */
+    uint32_t n;
+    int16_t slot[VS_MAX_BATCH];        /* batch index -> picks[] or -1 */
+    struct dp_sflow_pick picks[VS_MAX_BATCH];
+};
+
 int dp_afpacket_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 int dp_tap_open(struct vs_dp *, struct dp_port *, struct vs_error *);
 void dp_afpacket_poll_stats(struct dp_port *);   /* control thread, read lock */
@@ -78,6 +103,12 @@ int dp_afxdp_open(struct vs_dp *, struct dp_port *, const struct vs_dp_port_conf
                   struct vs_error *);
 void dp_afxdp_poll_stats(struct dp_port *);      /* control thread, read lock */
 void dp_afxdp_info(struct dp_port *, struct vs_dp_port_info *);
+/* dp_port_vxlan.c */
+int dp_vxlan_open(struct vs_dp *, struct dp_port *, const struct vs_dp_port_config *,
+                  struct vs_error *);
+/* Hold g_mutex (dp.c): a port-table writer that is not in dp.c. */
+void dp_global_lock(void);
+void dp_global_unlock(void);
 
 /* dp_util.c: netdev ioctls (0 or -errno) and frame helpers. */
 int dp_netdev_name(uint32_t ifindex, char name[VS_DP_NAME_LEN]);
@@ -143,6 +174,8 @@ struct dp_tx {
     const uint8_t *data;
     uint32_t len;
     uint32_t in_port;                  /* for TABLE re-injection */
+    uint64_t tun_id;                   /* the emit's tunnel_id (tunnel ports) */
+    uint32_t tun_dst;                  /* and tun_ipv4_dst, network order */
 };
 
 struct dp_chunk;
@@ -159,6 +192,9 @@ struct dp_level {
     const uint8_t *frames[VS_MAX_BATCH];
     uint32_t lens[VS_MAX_BATCH];
     uint32_t in_ports[VS_MAX_BATCH];
+    struct vs_tun_md md[VS_MAX_BATCH]; /* tunnel metadata each frame arrived with */
+    uint64_t cur_tun;                  /* tunnel_id of the emit being staged */
+    uint32_t cur_tun_dst;              /* and its tun_ipv4_dst */
 };
 
 struct dp_thread {
@@ -176,6 +212,7 @@ struct dp_thread {
     uint32_t n_err;
     struct vs_dp_thread_stats st;      /* written by the thread, relaxed */
     struct dp_level lv[VS_DP_MAX_DEPTH + 1];
+    struct dp_sflow_thread sflow;
 };
 
 int dp_thread_init(struct dp_thread *, struct vs_dp *, uint32_t idx, bool poll);
@@ -202,6 +239,16 @@ void dp_normal(struct dp_thread *, struct dp_level *, struct vs_dp *, uint32_t i
                const uint8_t *data, uint32_t len, uint64_t now);
 bool dp_port_has_vlan(const struct dp_port *, uint16_t vlan);
 
+/* Hooks of dp_thread.c.  dp_sflow_pick: a batch of n frames was received
+ * from p at level 0 (count them in the pool, pick samples).  dp_sflow_note:
+ * the emit for batch index pkt staged L->tx[from..L->n_tx) (or, with
+ * VS_DP_SFLOW_F_*, went elsewhere).  dp_sflow_flush: queue the picks as
+ * upcalls (before the staged frames are sent). */
+void dp_sflow_pick(struct dp_thread *, struct vs_dp *, struct dp_port *, uint32_t n);
+void dp_sflow_note(struct dp_thread *, const struct dp_level *, uint32_t pkt, uint32_t from,
+                   uint32_t flags);
+void dp_sflow_flush(struct dp_thread *, struct vs_dp *, const struct dp_level *);
+
 /* ---- upcall queue (dp_upcall.c) -------------------------------------------------- */
 struct dp_upq;
 struct dp_upq *dp_upq_new(uint32_t cap);
@@ -209,6 +256,9 @@ void dp_upq_free(struct dp_upq *);
 int dp_upq_fd(struct dp_upq *);
 /* 0 queued, -1 dropped (full or out of memory). */
 int dp_upq_push(struct dp_upq *, const struct vs_upcall *);
+/* Queue a prepared entry and len bytes of data (0 or -1 as above). */
+int dp_upq_push_raw(struct dp_upq *, const struct vs_dp_upcall *, const uint8_t *data,
+                    uint32_t len);
 int dp_upq_pop(struct dp_upq *, struct vs_dp_upcall *, uint8_t *buf, uint32_t buflen);
 uint32_t dp_upq_len(struct dp_upq *);
 
@@ -233,6 +283,9 @@ struct vs_dp {
     /* counters, relaxed atomics */
     uint64_t upcalls, upcall_drops, normal_packets, normal_floods, normal_drops;
     uint64_t tx_no_port, patch_loop_drops, staging_drops;
+    /* sFlow (dp_sflow.c): read by poll threads once per batch, relaxed */
+    uint32_t sflow_rate, sflow_header;
+    uint64_t sflow_samples, sflow_drops;
 };
 
 /* Port by number; caller holds dp->lock (either mode). */

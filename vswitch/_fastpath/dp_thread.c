@@ -108,7 +108,8 @@ void dp_stage_tx(struct dp_level *L, struct vs_dp *dp, struct dp_port *p, const 
         L->tx = n;
         L->cap_tx = cap;
     }
-    L->tx[L->n_tx++] = (struct dp_tx){.port = p, .data = data, .len = len, .in_port = in_port};
+    L->tx[L->n_tx++] = (struct dp_tx){.port = p, .data = data, .len = len, .in_port = in_port,
+                                      .tun_id = L->cur_tun, .tun_dst = L->cur_tun_dst};
 }
 
 static bool holds(const struct dp_thread *t, const struct vs_dp *dp)
@@ -186,6 +187,9 @@ static void inject(struct dp_thread *t, struct vs_dp *dp, unsigned d, uint32_t i
         N->frames[k] = x->data;
         N->lens[k] = x->len;
         N->in_ports[k] = table ? x->in_port : p->peer_port;
+        /* The tunnel_id and destination cross patch ports (not the source). */
+        N->md[k] = (struct vs_tun_md){.tunnel_id = x->tun_id};
+        memcpy(N->md[k].ipv4_dst, &x->tun_dst, 4);
         bytes += x->len;
         if (++k == VS_MAX_BATCH) {
             deliver(t, p, pp, peer, d + 1, k, bytes);
@@ -201,12 +205,23 @@ out:
         pthread_rwlock_unlock(&peer->lock);
 }
 
+static void port_tx(struct dp_port *p, const uint8_t *const *fr, const uint32_t *ln,
+                    const uint64_t *tn, const uint32_t *td, uint32_t k)
+{
+    if (p->ops->tx_tun)
+        p->ops->tx_tun(p, fr, ln, tn, td, k);
+    else
+        p->ops->tx(p, fr, ln, k);
+}
+
 /* Send everything staged at level d, one tx call per port (in order). */
 static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
 {
     struct dp_level *L = &t->lv[d];
     const uint8_t *fr[TXB];
     uint32_t ln[TXB];
+    uint64_t tn[TXB];
+    uint32_t td[TXB];
     for (uint32_t i = 0; i < L->n_tx; i++) {
         struct dp_port *p = L->tx[i].port;
         if (!p)
@@ -228,13 +243,15 @@ static void flush(struct dp_thread *t, struct vs_dp *dp, unsigned d)
             }
             fr[k] = x->data;
             ln[k] = x->len;
+            tn[k] = x->tun_id;
+            td[k] = x->tun_dst;
             if (++k == TXB) {
-                p->ops->tx(p, fr, ln, k);
+                port_tx(p, fr, ln, tn, td, k);
                 k = 0;
             }
         }
         if (k)
-            p->ops->tx(p, fr, ln, k);
+            port_tx(p, fr, ln, tn, td, k);
         if (oversize) {
             DP_ADD(&p->st.tx_oversize, oversize);
             DP_ADD(&p->st.tx_dropped, oversize);
@@ -257,14 +274,18 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
         return;
     }
     struct vs_batch_result res;
-    if (vs_process_batch(L->ctx, pl, L->frames, L->lens, L->in_ports, n, &res) < 0)
+    if (vs_process_batch_tun(L->ctx, pl, L->frames, L->lens, L->in_ports, L->md, n,
+                             &res) < 0)
         return;
     uint64_t now = dp_now_ns();
     L->n_tx = 0;
     scratch_reset(&L->scratch);
 
     uint64_t up_ok = 0, up_drop = 0;
+    bool sflow = d == 0 && t->sflow.port;   /* frames of this batch were picked */
     for (uint32_t i = 0; i < res.n_upcalls; i++) {
+        if (sflow)
+            dp_sflow_note(t, L, res.upcalls[i].pkt, L->n_tx, VS_DP_SFLOW_F_LOCAL);
         if (dp_upq_push(dp->upq, &res.upcalls[i]) == 0)
             up_ok++;
         else
@@ -283,6 +304,9 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
     for (uint32_t i = 0; i < res.n_emits; i++) {
         const struct vs_emit *e = &res.emits[i];
         uint32_t in_port = L->in_ports[e->pkt];
+        L->cur_tun = e->tunnel_id;
+        memcpy(&L->cur_tun_dst, e->tun_ipv4_dst, 4);
+        uint32_t staged = L->n_tx;
         if (e->port == VS_OFPP_NORMAL) {
             dp_normal(t, L, dp, in_port, e->data, e->len, now);
         } else if (table_ok && e->port == VS_DP_PORT_RESERVED) {
@@ -294,9 +318,15 @@ void dp_run_batch(struct dp_thread *t, struct vs_dp *dp, struct vs_pipeline *pl,
             else
                 no_port++;
         }
+        if (sflow)
+            dp_sflow_note(t, L, e->pkt, staged,
+                          e->port == VS_OFPP_NORMAL && L->n_tx - staged > 1
+                              ? VS_DP_SFLOW_F_FLOOD : 0);
     }
     if (no_port)
         DP_ADD(&dp->tx_no_port, no_port);
+    if (sflow)
+        dp_sflow_flush(t, dp, L);
     flush(t, dp, d);
 }
 
@@ -345,6 +375,11 @@ static uint32_t poll_round(struct dp_thread *t)
         if (m) {
             for (uint32_t i = 0; i < m; i++)
                 L->in_ports[i] = p->port_no;
+            if (p->ops->rx_meta)
+                p->ops->rx_meta(p, L->in_ports, L->md, m);
+            else
+                memset(L->md, 0, (size_t)m * sizeof *L->md);
+            dp_sflow_pick(t, dp, p, m);
             dp_run_batch(t, dp, dp->pipeline, 0, m, false);
             got += m;
             DP_ADD(&t->st.batches, 1);

@@ -1,7 +1,11 @@
 /* dp_upcall.c -- the bounded upcall queue between poll threads and the
- * control plane.  A FIFO of heap copies under a mutex; an eventfd is
- * readable exactly while the queue is non-empty (written on the empty ->
- * non-empty transition, drained on the last pop, both under the mutex). */
+ * control plane.  A FIFO of heap copies under a mutex; an eventfd tells
+ * the reader to come (written at most once until the queue is empty again,
+ * drained on the last pop, both under the mutex).  It is written when a
+ * controller upcall is queued (packet-ins are urgent), or when sFlow
+ * samples fill an eighth of the queue: a sample can wait for the reader's
+ * periodic drain, and not waking it for every one saves the poll thread a
+ * wake-up (a syscall and an IPI) per sample. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 
 struct upq_item {
     struct vs_dp_upcall u;
+    uint32_t dlen;                 /* bytes in data (u.len may be larger: sFlow) */
     uint8_t data[];
 };
 
@@ -19,6 +24,8 @@ struct dp_upq {
     pthread_mutex_t mu;
     struct upq_item **items;
     uint32_t cap, head, n;
+    uint32_t wake_at;              /* samples queued that make the fd readable */
+    bool signaled;                 /* efd written since the queue was last empty */
     int efd;
 };
 
@@ -28,6 +35,7 @@ struct dp_upq *dp_upq_new(uint32_t cap)
     if (!q)
         return NULL;
     q->cap = cap;
+    q->wake_at = cap / 8 ? cap / 8 : 1;
     q->items = calloc(cap, sizeof *q->items);
     q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!q->items || q->efd < 0) {
@@ -66,19 +74,32 @@ uint32_t dp_upq_len(struct dp_upq *q)
 int dp_upq_push(struct dp_upq *q, const struct vs_upcall *up)
 {
     uint32_t len = up->len > VS_DP_MAX_FRAME ? VS_DP_MAX_FRAME : up->len;
+    struct vs_dp_upcall u = {
+        .kind = VS_DP_UPCALL_CONTROLLER,
+        .in_port = up->in_port,
+        .reason = up->reason,
+        .table_id = up->table_id,
+        .max_len = up->max_len,
+        .cookie = up->cookie,
+        .metadata = up->metadata,
+        .tunnel_id = up->tunnel_id,
+        .len = len,
+    };
+    return dp_upq_push_raw(q, &u, up->data, len);
+}
+
+int dp_upq_push_raw(struct dp_upq *q, const struct vs_dp_upcall *u, const uint8_t *data,
+                    uint32_t len)
+{
+    if (len > VS_DP_MAX_FRAME)
+        len = VS_DP_MAX_FRAME;
     struct upq_item *it = malloc(sizeof *it + len);
     if (!it)
         return -1;
-    it->u.in_port = up->in_port;
-    it->u.reason = up->reason;
-    it->u.table_id = up->table_id;
-    it->u.max_len = up->max_len;
-    it->u.cookie = up->cookie;
-    it->u.metadata = up->metadata;
-    it->u.tunnel_id = up->tunnel_id;
-    it->u.len = len;
+    it->u = *u;
     it->u.copied = 0;
-    memcpy(it->data, up->data, len);
+    it->dlen = len;
+    memcpy(it->data, data, len);
 
     pthread_mutex_lock(&q->mu);
     if (q->n >= q->cap) {
@@ -87,7 +108,9 @@ int dp_upq_push(struct dp_upq *q, const struct vs_upcall *up)
         return -1;
     }
     q->items[(q->head + q->n) % q->cap] = it;
-    if (q->n++ == 0) {
+    q->n++;
+    if (!q->signaled && (u->kind != VS_DP_UPCALL_SFLOW || q->n >= q->wake_at)) {
+        q->signaled = true;
         uint64_t one = 1;
         ssize_t r = write(q->efd, &one, sizeof one);
         (void)r;
@@ -106,14 +129,15 @@ int dp_upq_pop(struct dp_upq *q, struct vs_dp_upcall *u, uint8_t *buf, uint32_t 
     struct upq_item *it = q->items[q->head];
     q->items[q->head] = NULL;
     q->head = (q->head + 1) % q->cap;
-    if (--q->n == 0) {
+    if (--q->n == 0 && q->signaled) {
+        q->signaled = false;
         uint64_t v;
         ssize_t r = read(q->efd, &v, sizeof v);
         (void)r;
     }
     pthread_mutex_unlock(&q->mu);
     *u = it->u;
-    u->copied = it->u.len < buflen ? it->u.len : buflen;
+    u->copied = it->dlen < buflen ? it->dlen : buflen;
     if (buf && u->copied)
         memcpy(buf, it->data, u->copied);
     else

@@ -97,6 +97,9 @@ static void emit_port(struct exec_ctx *x, struct pkt_state *ps, uint32_t port)
     e->queue = ps->queue;
     e->len = ps->len;
     e->data = ps->data;
+    e->tunnel_id = ps->tun_id;
+    memcpy(e->tun_ipv4_dst, ps->tun_dst, 4);
+    memset(e->pad, 0, sizeof e->pad);
     ps->emitted = 1;
     x->stats->emits++;
 }
@@ -224,6 +227,16 @@ static void set_field(struct exec_ctx *x, struct pkt_state *ps, uint32_t f, cons
     int cs = CS_NONE;
     uint8_t buf[16];
 
+    if (f == VS_F_TUNNEL_ID) {             /* metadata: travels with the emit */
+        ps->tun_id = be64(v);
+        return;
+    }
+    if (f == VS_F_TUN_IPV4_DST) {
+        memcpy(ps->tun_dst, v, 4);
+        return;
+    }
+    if (f == VS_F_TUN_IPV4_SRC)            /* metadata only a tunnel port reads */
+        return;
     switch (f) {
     case VS_F_ETH_DST: case VS_F_ETH_SRC:
         if (!(k->present & VS_PRESENT_L2))

@@ -116,7 +116,11 @@ enum vs_field_id {
     /* Not OXM basic, but parsed and matchable (as in Open vSwitch's NXM):
      * ip_frag (VS_FRAG_*), tcp_flags (12 bits), ip_ttl (for trace). */
     VS_F_IP_FRAG = 40, VS_F_TCP_FLAGS = 41, VS_F_IP_TTL = 42,
-    VS_N_FIELDS = 43
+    /* Tunnel metadata (Open vSwitch's NXM_NX_TUN_IPV4_SRC/DST): the outer
+     * addresses a frame arrived with from a tunnel port; set_field of
+     * tun_ipv4_dst picks a flow-based tunnel's remote. */
+    VS_F_TUN_IPV4_SRC = 43, VS_F_TUN_IPV4_DST = 44,
+    VS_N_FIELDS = 45
 };
 
 /* ip_frag bits (Open vSwitch's nw_frag). */
@@ -174,7 +178,8 @@ struct vs_key {
     uint8_t vlan_tpid[2];      /* 138 outer tag's TPID (0x8100 / 0x88a8), 0 if none */
     uint8_t pbb_isid[3];       /* 140 never set by the parser (no PBB parsing) */
     uint8_t present;           /* 143 VS_PRESENT_*: what the parser found; never matched */
-    uint8_t pad[8];            /* 144 zero */
+    uint8_t tun_ipv4_src[4];   /* 144 tunnel metadata, not from the frame */
+    uint8_t tun_ipv4_dst[4];   /* 148 */
 };                             /* 152 bytes = 19 words; checked in classifier.c */
 #define VS_KEY_SIZE   152
 
@@ -517,6 +522,9 @@ struct vs_emit {
     uint32_t queue;            /* set_queue, 0 by default */
     uint32_t len;
     const uint8_t *data;
+    uint64_t tunnel_id;        /* the packet's tunnel_id when it was output */
+    uint8_t  tun_ipv4_dst[4];  /* and its tun_ipv4_dst */
+    uint8_t  pad[4];
 };
 /* A frame for the controller (CONTROLLER action, table-miss entry with
  * output:CONTROLLER, invalid TTL). */
@@ -568,6 +576,20 @@ int vs_process_batch(struct vs_context *, struct vs_pipeline *,
                      const uint8_t *const *frames, const uint32_t *lens,
                      const uint32_t *in_ports, uint32_t n,
                      struct vs_batch_result *out);
+
+/* The tunnel metadata a frame arrived with (from a tunnel port). */
+struct vs_tun_md {
+    uint64_t tunnel_id;        /* the VNI */
+    uint8_t  ipv4_src[4];      /* the outer source: the remote */
+    uint8_t  ipv4_dst[4];      /* the outer destination: this host */
+};
+/* The same, with the tunnel metadata of each frame (md NULL = all zero):
+ * matchable as tunnel_id / tun_ipv4_src / tun_ipv4_dst; tunnel_id and
+ * tun_ipv4_dst, changed or not by set_field, come back in each emit. */
+int vs_process_batch_tun(struct vs_context *, struct vs_pipeline *,
+                         const uint8_t *const *frames, const uint32_t *lens,
+                         const uint32_t *in_ports, const struct vs_tun_md *md, uint32_t n,
+                         struct vs_batch_result *out);
 
 /* Benchmark helper: run the same batch `rounds` times in C and return the
  * elapsed nanoseconds (no per-batch call overhead from Python). */

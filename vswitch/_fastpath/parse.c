@@ -532,4 +532,6 @@ const struct vs_field_info vs_fields[VS_N_FIELDS] = {
     FIELD(VS_F_IP_FRAG,        "ip_frag",        ip_frag,      1, 1, 0x03),
     FIELD(VS_F_TCP_FLAGS,      "tcp_flags",      tcp_flags,    2, 1, 0x0f, 0xff),
     FIELD(VS_F_IP_TTL,         "ip_ttl",         ip_ttl,       1, 0, B1),
+    FIELD(VS_F_TUN_IPV4_SRC,   "tun_ipv4_src",   tun_ipv4_src, 4, 1, B4),
+    FIELD(VS_F_TUN_IPV4_DST,   "tun_ipv4_dst",   tun_ipv4_dst, 4, 1, B4),
 };

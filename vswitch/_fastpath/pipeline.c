@@ -415,6 +415,7 @@ static bool settable(int f)
     case VS_F_ARP_THA: case VS_F_IPV6_SRC: case VS_F_IPV6_DST: case VS_F_IPV6_FLABEL:
     case VS_F_ICMPV6_TYPE: case VS_F_ICMPV6_CODE: case VS_F_IPV6_ND_TARGET:
     case VS_F_IPV6_ND_SLL: case VS_F_IPV6_ND_TLL: case VS_F_TUNNEL_ID:
+    case VS_F_TUN_IPV4_SRC: case VS_F_TUN_IPV4_DST:
         return true;
     default:
         return false;

@@ -23,7 +23,9 @@ static void run_dry(const struct vs_pipeline *p, const uint8_t *frame, uint32_t 
                          .max_emits = TRACE_MAX_EMITS, .max_upcalls = TRACE_MAX_UPCALLS,
                          .stats = &stats, .now = now_ns(), .dry_run = 1};
     struct pkt_state ps = {.data = (uint8_t *)frame, .len = len, .in_port = in_port,
-                           .idx = 0, .key = key, .L = *layers};
+                           .idx = 0, .key = key, .L = *layers,
+                           .tun_id = be64(key->tunnel_id)};
+    memcpy(ps.tun_dst, key->tun_ipv4_dst, 4);
     execute(&x, &ps, xo->prog, xo->len);
     uint32_t n = 0;
     for (uint32_t i = 0; i < res.n_emits && n < max_outs; i++, n++) {

@@ -77,6 +77,7 @@ static void key_apply(struct vs_key *k, const struct vs_op *op, const uint8_t *b
             present = k->vlan_vid[0] & 0x10;
             break;
         case VS_F_ETH_DST: case VS_F_ETH_SRC: case VS_F_TUNNEL_ID:
+        case VS_F_TUN_IPV4_SRC: case VS_F_TUN_IPV4_DST:
             present = true;
             break;
         case VS_F_IP_DSCP: case VS_F_IP_ECN:

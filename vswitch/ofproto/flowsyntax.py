@@ -11,7 +11,8 @@ Parsing follows `man ovs-fields` / `ovs-actions` / `ovs-ofctl`; output is what
   (or an earlier push_vlan/pop_vlan) says the packet is tagged, as OVS does.
 - nw_src/nw_dst/icmp_type without dl_type mean the IPv4 fields; the core, not
   this module, checks prerequisites.  tp_src/tp_dst need the protocol.
-- Refused: rarp, load, move, resubmit, masked set_field, controller options
+- Refused: rarp, load (except a whole-field load of the tunnel id, which is
+  set_field), move, resubmit, masked set_field, controller options
   other than max_len.  Fields OVS lacks (in_phy_port, pbb_isid, ipv6_exthdr)
   use the OpenFlow names.
 - Round trip: parse_flow(format_flow(e)) gives e's match and instructions,
@@ -72,7 +73,7 @@ _SHORT_NAMES = {v: k for k, v in _SHORTHANDS.items()}
 _L4 = {6: "tcp", 17: "udp", 132: "sctp"}
 
 _MAC = {"eth_src", "eth_dst", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll"}
-_IP4F = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa"}
+_IP4F = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
 _IP6F = {"ipv6_src", "ipv6_dst", "ipv6_nd_target"}
 _PORTF = {"in_port", "in_phy_port"}
 _HEX = {"metadata", "tunnel_id", "ipv6_flabel", "eth_type", "pbb_isid", "ipv6_exthdr",
@@ -84,13 +85,14 @@ _ALIASES.update({
     "dl_src": "eth_src", "dl_dst": "eth_dst", "dl_type": "eth_type", "ip_src": "ipv4_src",
     "ip_dst": "ipv4_dst", "nw_ecn": "ip_ecn", "nw_ttl": "ip_ttl", "ipv6_label": "ipv6_flabel",
     "nd_target": "ipv6_nd_target", "nd_sll": "ipv6_nd_sll", "nd_tll": "ipv6_nd_tll",
-    "tun_id": "tunnel_id"})
+    "tun_id": "tunnel_id", "tun_src": "tun_ipv4_src", "tun_dst": "tun_ipv4_dst"})
 # How OVS names a field in set_field (and in a match where context is not needed).
 _SET_NAMES = {"ip_ecn": "nw_ecn", "ip_ttl": "nw_ttl", "ip_proto": "nw_proto",
               "ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "icmpv4_type": "icmp_type",
               "icmpv4_code": "icmp_code", "ipv6_flabel": "ipv6_label",
               "ipv6_nd_target": "nd_target", "ipv6_nd_sll": "nd_sll",
-              "ipv6_nd_tll": "nd_tll", "tunnel_id": "tun_id"}
+              "ipv6_nd_tll": "nd_tll", "tunnel_id": "tun_id", "tun_ipv4_src": "tun_src",
+              "tun_ipv4_dst": "tun_dst"}
 _SET_ALIASES = {**_ALIASES, "vlan_pcp": "vlan_pcp", "nw_src": "ipv4_src",
                 "nw_dst": "ipv4_dst", "nw_proto": "ip_proto", "icmp_type": "icmpv4_type",
                 "icmp_code": "icmpv4_code", "ip_frag": "ip_frag", "tcp_flags": "tcp_flags"}
@@ -407,6 +409,21 @@ def _refuse(msg: str):
     return refuse
 
 
+# load:VALUE->FIELD[] is accepted for the tunnel id only (what tunnel flows
+# written for OVS use); it is set_field of the whole field.
+_LOAD_FIELDS = {"nxm_nx_tun_id": "tunnel_id", "tun_id": "tunnel_id", "tunnel_id": "tunnel_id"}
+
+
+def _load(value: str) -> list:
+    src, sep, dst = value.partition("->")
+    m = re.fullmatch(r"([A-Za-z0-9_]+)\[(?:0\.\.63)?\]", dst.strip()) if sep else None
+    fname = _LOAD_FIELDS.get(m.group(1).lower()) if m else None
+    if fname is None:
+        raise FlowSyntaxError(f"load:{value}: only load:VALUE->NXM_NX_TUN_ID[] is supported: "
+                              "use set_field:VALUE->FIELD")
+    return [SetField(fname, _value(fname, src.strip(), "load"))]
+
+
 def _sf(name: str):
     return lambda v, st: [SetField(name, _value(name, _need(name, v), name))]
 
@@ -446,7 +463,7 @@ _ACTIONS = {
     "dec_ttl": lambda v, st: _bare("dec_ttl", v) or [ofp.DecNwTtl()],
     "set_queue": lambda v, st: [ofp.SetQueue(_int(_need("set_queue", v), 32, "set_queue"))],
     "group": lambda v, st: [ofp.Group(_int(_need("group", v), 32, "group"))],
-    "load": _refuse("load is not supported: use set_field:VALUE->FIELD"),
+    "load": lambda v, st: _load(_need("load", v)),
     "move": _refuse("move is not supported"),
     "resubmit": _refuse("resubmit is not supported: use goto_table"),
     "apply_actions": _refuse("apply_actions is the default instruction: list the actions"),
@@ -645,7 +662,7 @@ def format_match(match: Match) -> str:
         if of_name in f:
             out.append(f"{name}={_fmt_field(of_name, *f.pop(of_name), hex_width)}")
 
-    for n in ("tun_id", "metadata", "in_port", "in_phy_port"):
+    for n in ("tun_id", "tun_src", "tun_dst", "metadata", "in_port", "in_phy_port"):
         emit(n, _ALIASES[n])
     out.extend(_fmt_vlan(f))
     emit("dl_src", "eth_src")

@@ -65,7 +65,7 @@ SETTABLE_FIELDS = frozenset((
     "tcp_src", "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmpv4_type",
     "icmpv4_code", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src",
     "ipv6_dst", "ipv6_flabel", "icmpv6_type", "icmpv6_code", "ipv6_nd_target", "ipv6_nd_sll",
-    "ipv6_nd_tll", "tunnel_id"))
+    "ipv6_nd_tll", "tunnel_id", "tun_ipv4_src", "tun_ipv4_dst"))
 _SPEED_BITS = {10: 1 << 1, 100: 1 << 3, 1000: 1 << 5, 10000: 1 << 6, 40000: 1 << 7,
                100000: 1 << 8, 1000000: 1 << 9}
 

@@ -1,9 +1,8 @@
 """SR-IOV pools and VF assignments, kept in the daemon's configuration database.
 
-The tables live beside the switch configuration (same file, same transactions through
-`ConfigStore.connection()`), with their own small schema version in
-`sriov_schema_version`, so that they neither depend on nor renumber the switch schema's
-MIGRATIONS.  An assignment is keyed by the VF's PCI address, the one name that
+The tables are part of the configuration schema (`vswitch.config.MIGRATIONS`, version 4)
+and are used through the same file and transactions (`ConfigStore.connection()`).  An
+assignment is keyed by the VF's PCI address, the one name that
 survives a reboot (IOMMU group numbers and netdev names do not): the primary key is
 what makes a double allocation impossible, across restarts and crashes too.
 
@@ -23,30 +22,6 @@ from dataclasses import asdict, dataclass, field
 
 from vswitch.config import ConfigError, ConfigStore
 
-SRIOV_MIGRATIONS: list[list[str]] = [
-    [
-        "CREATE TABLE sriov_schema_version (version INTEGER NOT NULL)",
-        """CREATE TABLE sriov_pools (
-            name TEXT PRIMARY KEY,
-            selectors TEXT NOT NULL)""",
-        """CREATE TABLE sriov_assignments (
-            vf_pci TEXT PRIMARY KEY,
-            pf_pci TEXT NOT NULL,
-            pf_name TEXT,
-            vf_index INTEGER NOT NULL CHECK (vf_index >= 0),
-            vm_id TEXT NOT NULL,
-            pool TEXT,
-            desired TEXT NOT NULL DEFAULT '{}',
-            original TEXT NOT NULL DEFAULT '{}',
-            original_driver TEXT,
-            driver TEXT,
-            bridge TEXT,
-            port TEXT,
-            state TEXT NOT NULL CHECK (state IN ('applying', 'active', 'lost')),
-            error TEXT)""",
-        "CREATE INDEX sriov_assignments_vm ON sriov_assignments (vm_id)",
-    ],
-]
 STATES = ("applying", "active", "lost")
 
 
@@ -83,24 +58,10 @@ def _assignment(row: sqlite3.Row) -> Assignment:
 
 
 class SriovStore:
+    """Its tables come with the configuration schema (config.MIGRATIONS, version 4)."""
+
     def __init__(self, config: ConfigStore) -> None:
         self.config = config
-        with config.connection() as db:
-            tables = {r[0] for r in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            version = 0
-            if "sriov_schema_version" in tables:
-                version = db.execute("SELECT version FROM sriov_schema_version").fetchone()[0]
-            if version > len(SRIOV_MIGRATIONS):
-                raise StoreError(f"SR-IOV schema version {version} is newer than this vswitch "
-                                 f"supports ({len(SRIOV_MIGRATIONS)})")
-            for statements in SRIOV_MIGRATIONS[version:]:
-                for sql in statements:
-                    db.execute(sql)
-            if version < len(SRIOV_MIGRATIONS):
-                db.execute("DELETE FROM sriov_schema_version")
-                db.execute("INSERT INTO sriov_schema_version VALUES (?)",
-                           (len(SRIOV_MIGRATIONS),))
 
     # -- pools ---------------------------------------------------------------------------
 
