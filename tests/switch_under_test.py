@@ -83,26 +83,18 @@ class VswitchSwitch:
                      f"options:inactivity_probe={inactivity_probe_ms}",
                      f"options:max_backoff={max_backoff_ms}")
 
-    def controllers(self) -> list[dict]:
-        """The bridge's controllers as `vswitchctl --format json show` has them."""
-        for br in _bridges(self.env.json("show")):
-            if br.get("name") == self.bridge:
-                return br.get("controllers", [])
-        raise AssertionError(f"bridge {self.bridge} not in show")
+    def controller_roles(self) -> dict[str, str | None]:
+        """Active controller target -> the role of its connection (None: not
+        connected), from `vswitchctl --format json controller-status`."""
+        status = self.env.json("controller-status", self.bridge)
+        return {t["target"]: (t["connections"][0].get("role") if t["connections"] else None)
+                for t in status["controllers"] if not t["target"].startswith("p")}
 
     def log(self) -> str:
         return self.env.d.log()
 
     def rundir(self) -> str:
         return self.env.dir
-
-
-def _bridges(show) -> list[dict]:
-    if isinstance(show, dict):
-        show = show.get("bridges", show)
-        if isinstance(show, dict):
-            return [{"name": k, **v} for k, v in show.items()]
-    return list(show)
 
 
 class OvsPeer(OvsSwitch):
@@ -122,11 +114,17 @@ class OvsPeer(OvsSwitch):
             self.vsctl("set", "Controller", uuid, f"inactivity_probe={inactivity_probe_ms}",
                        f"max_backoff={max_backoff_ms}")
 
-    def controllers(self) -> list[dict]:
-        out = self.vsctl("--format=json", "--columns=target,is_connected,role", "list",
-                         "Controller")
-        data = json.loads(out)
-        return [dict(zip(data["headings"], row)) for row in data["data"]]
+    def controller_roles(self) -> dict[str, str | None]:
+        """The same from OVS's Controller table (which calls equal "other")."""
+        data = json.loads(self.vsctl("--format=json", "--columns=target,is_connected,role",
+                                     "list", "Controller"))
+        out = {}
+        for target, connected, role in data["data"]:
+            if not target.startswith("p"):
+                role = role if isinstance(role, str) else None
+                out[target] = ({"other": "equal"}.get(role, role) if connected is True
+                               else None)
+        return out
 
     def rundir(self) -> str:
         assert self.dir is not None

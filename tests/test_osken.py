@@ -186,6 +186,8 @@ def test_learning_switch_hosts_ping_through_controller_flows(switch, controller,
     assert st["errors"] == []
     assert st["roles"] == [{"role": "master", "generation_id": 5}]
     assert list(st["switches"]) == [dpid]
+    assert wait_for(lambda: switch.controller_roles() == {controller.target: "master"}, 10), \
+        switch.controller_roles()
     flows = app_flows(switch)
     # the table-miss flow and one flow per direction per pair (ARP and ICMP share it)
     assert any("priority=0 actions=CONTROLLER:65535" in f for f in flows), flows
@@ -221,6 +223,9 @@ def test_secure_mode_keeps_flows_and_drops_misses_without_controller(switch, con
     controller.stop()
     # learned flows still forward; h3 is unknown: its ARP is a miss and is dropped
     time.sleep(2.5)                           # beyond the probe interval
+    # the switch shows the controller as not connected
+    assert wait_for(lambda: switch.controller_roles() == {controller.target: None}, 10), \
+        switch.controller_roles()
     assert ping(h1, h2.ip) == 3
     assert ping(h3, h1.ip, count=2, timeout=0.5) == 0
     flows = app_flows(switch)
@@ -284,6 +289,10 @@ def test_roles_master_slave_and_stale_generation(switch, controller, topo, tmp_p
         # (the stale controller, equal now, may answer first: wait for the master's count)
         controller.wait(lambda st: st["packet_ins"] > before, timeout=5)
         assert slave.state()["packet_ins"] == 0
+        # and the switch reports each connection's role (Open vSwitch's table lags a little)
+        want = {controller.target: "master", slave.target: "slave", stale.target: "equal"}
+        assert wait_for(lambda: switch.controller_roles() == want, 10), \
+            switch.controller_roles()
     finally:
         slave.stop()
         stale.stop()
