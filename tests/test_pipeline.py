@@ -1536,6 +1536,21 @@ def test_group_then_rewrite_keeps_the_bucket_output():
         (2, frame), (3, bytes.fromhex("0a0000000001") + frame[6:])]
 
 
+def test_bucket_that_writes_after_its_output_still_shares_nothing():
+    # Our frame is already our own copy (first rewrite); the bucket outputs
+    # it, then writes (to its own copy): our next rewrite must not reach the
+    # bucket's output (found by test_agreement).
+    p = new_pipeline()
+    p.add_group(1, OFPGT_ALL, [Bucket((Output(2), SetField("eth_src", 0x0A00000000BB)))])
+    p.add_flow(0, 1, None, [apply(SetField("eth_dst", 0x0A0000000001), Group(1),
+                                  SetField("eth_dst", 0x0A0000000002), Output(3))])
+    frame = tcp4()
+    res = run(p, frame)
+    assert [(port, data) for port, data, _ in res.outputs] == [
+        (2, bytes.fromhex("0a0000000001") + frame[6:]),
+        (3, bytes.fromhex("0a0000000002") + frame[6:])]
+
+
 def test_emit_and_upcall_limits_count_overflow():
     p = Pipeline()
     for port in range(1, 11):
