@@ -2358,3 +2358,36 @@ def test_group_mod_modify_and_unknown_group():
         p.group_mod(OFPGC_MODIFY, OFPGT_ALL, 2, [Bucket((Output(3),))])
     with pytest.raises(OFError):
         p.add_group(1, OFPGT_ALL, [])
+
+
+def test_removing_top_priority_rules_keeps_the_next_highest_reachable():
+    # One subtable (same mask) with three rules at each of three priorities:
+    # the subtable's maximum must follow every removal.
+    p = new_pipeline()
+    frame = tcp4(sport=1000)
+    for prio, port in ((300, 2), (200, 3), (100, 4)):
+        for sport in (1000, 2, 3):
+            p.add_flow(0, prio, Match(eth_type=0x800, ip_proto=6, tcp_src=sport),
+                       [apply(Output(port))])
+    for prio, now, then in ((300, [2], [3]), (200, [3], [4]), (100, [4], [])):
+        assert ports(run(p, frame)) == now
+        for sport in (2, 1000, 3):
+            p.flow_mod(OFPFC_DELETE_STRICT, 0, prio,
+                       Match(eth_type=0x800, ip_proto=6, tcp_src=sport))
+        assert ports(run(p, frame)) == then
+
+
+def test_aggregate_sums_what_dump_selects():
+    p = new_pipeline()
+    for i in range(40):
+        p.add_flow(i % 3, 10 + i % 5, Match(eth_type=0x800, ipv4_src=i + 1),
+                   [apply(Output(2 + i % 2))], cookie=i % 4)
+    ctx = uncached()
+    for i in range(40):
+        ctx.process(p, [tcp4(src=f"0.0.0.{i + 1}")] * (i % 3 + 1), [IN] * (i % 3 + 1))
+    for kw in ({}, {"table_id": 1}, {"out_port": 3}, {"cookie": 2, "cookie_mask": 3},
+               {"match": Match(eth_type=0x800, ipv4_src="0.0.0.0/28")}):
+        entries = p.dump_flows(**kw)
+        assert p.aggregate(**kw) == (sum(e.packet_count for e in entries),
+                                     sum(e.byte_count for e in entries), len(entries))
+    assert p.aggregate()[2] == 40
