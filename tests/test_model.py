@@ -527,10 +527,15 @@ def test_invalid_ttl_stops_packet(ttl: int) -> None:
 
 
 def _fnv(data: bytes) -> int:
+    """FNV-1a finished with murmur3's fmix32, as docs/semantics.md says."""
     h = 2166136261
     for b in data:
         h = ((h ^ b) * 16777619) % 2**32
-    return h
+    h ^= h >> 16
+    h = h * 0x85EBCA6B % 2**32
+    h ^= h >> 13
+    h = h * 0xC2B2AE35 % 2**32
+    return h ^ (h >> 16)
 
 
 def _udp_hash(sport: int) -> int:

@@ -1536,6 +1536,21 @@ def test_group_then_rewrite_keeps_the_bucket_output():
         (2, frame), (3, bytes.fromhex("0a0000000001") + frame[6:])]
 
 
+def test_bucket_that_writes_after_its_output_still_shares_nothing():
+    # Our frame is already our own copy (first rewrite); the bucket outputs
+    # it, then writes (to its own copy): our next rewrite must not reach the
+    # bucket's output (found by test_agreement).
+    p = new_pipeline()
+    p.add_group(1, OFPGT_ALL, [Bucket((Output(2), SetField("eth_src", 0x0A00000000BB)))])
+    p.add_flow(0, 1, None, [apply(SetField("eth_dst", 0x0A0000000001), Group(1),
+                                  SetField("eth_dst", 0x0A0000000002), Output(3))])
+    frame = tcp4()
+    res = run(p, frame)
+    assert [(port, data) for port, data, _ in res.outputs] == [
+        (2, bytes.fromhex("0a0000000001") + frame[6:]),
+        (3, bytes.fromhex("0a0000000002") + frame[6:])]
+
+
 def test_emit_and_upcall_limits_count_overflow():
     p = Pipeline()
     for port in range(1, 11):
@@ -2343,3 +2358,36 @@ def test_group_mod_modify_and_unknown_group():
         p.group_mod(OFPGC_MODIFY, OFPGT_ALL, 2, [Bucket((Output(3),))])
     with pytest.raises(OFError):
         p.add_group(1, OFPGT_ALL, [])
+
+
+def test_removing_top_priority_rules_keeps_the_next_highest_reachable():
+    # One subtable (same mask) with three rules at each of three priorities:
+    # the subtable's maximum must follow every removal.
+    p = new_pipeline()
+    frame = tcp4(sport=1000)
+    for prio, port in ((300, 2), (200, 3), (100, 4)):
+        for sport in (1000, 2, 3):
+            p.add_flow(0, prio, Match(eth_type=0x800, ip_proto=6, tcp_src=sport),
+                       [apply(Output(port))])
+    for prio, now, then in ((300, [2], [3]), (200, [3], [4]), (100, [4], [])):
+        assert ports(run(p, frame)) == now
+        for sport in (2, 1000, 3):
+            p.flow_mod(OFPFC_DELETE_STRICT, 0, prio,
+                       Match(eth_type=0x800, ip_proto=6, tcp_src=sport))
+        assert ports(run(p, frame)) == then
+
+
+def test_aggregate_sums_what_dump_selects():
+    p = new_pipeline()
+    for i in range(40):
+        p.add_flow(i % 3, 10 + i % 5, Match(eth_type=0x800, ipv4_src=i + 1),
+                   [apply(Output(2 + i % 2))], cookie=i % 4)
+    ctx = uncached()
+    for i in range(40):
+        ctx.process(p, [tcp4(src=f"0.0.0.{i + 1}")] * (i % 3 + 1), [IN] * (i % 3 + 1))
+    for kw in ({}, {"table_id": 1}, {"out_port": 3}, {"cookie": 2, "cookie_mask": 3},
+               {"match": Match(eth_type=0x800, ipv4_src="0.0.0.0/28")}):
+        entries = p.dump_flows(**kw)
+        assert p.aggregate(**kw) == (sum(e.packet_count for e in entries),
+                                     sum(e.byte_count for e in entries), len(entries))
+    assert p.aggregate()[2] == 40

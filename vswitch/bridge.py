@@ -338,10 +338,14 @@ class Bridge:
         return entries
 
     def aggregate(self, text: str = "") -> dict:
-        entries = self.dump_flows(text)
-        return {"packet_count": sum(e.packet_count for e in entries),
-                "byte_count": sum(e.byte_count for e in entries),
-                "flow_count": len(entries)}
+        spec = parse_flow(text, "del") if text else None
+        if spec is None:
+            packets, nbytes, n = self.pipeline.aggregate()
+        else:
+            packets, nbytes, n = self.pipeline.aggregate(
+                spec.table_id, spec.match, spec.out_port, spec.out_group, spec.cookie,
+                spec.cookie_mask)
+        return {"packet_count": packets, "byte_count": nbytes, "flow_count": n}
 
     def table_stats(self) -> list[dict]:
         out = []

@@ -24,6 +24,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -287,7 +288,7 @@ class ConfigStore:
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._wal(timeout)
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise ConfigError(f"integrity check failed: {check!r}")
@@ -295,6 +296,20 @@ class ConfigStore:
         except (sqlite3.Error, ConfigError) as e:
             self._db.close()
             raise ConfigError(f"{where}: {e}") from e
+
+    def _wal(self, timeout: float) -> None:
+        """Switch to WAL.  The switch needs the database to itself and SQLite
+        may refuse it at once, without waiting out busy_timeout, while another
+        process migrates a new file: retry until the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self) -> None:
         with self._tx() as db:

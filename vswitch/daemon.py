@@ -748,13 +748,21 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
             os.unlink(sock_path)
 
 
+# Set by a SIGTERM that came before the event loop took the signal over.
+_stop_requested = False
+
+
 def _exit_on_signal(signum: int, main_pid: int) -> None:
+    global _stop_requested
     if os.getpid() != main_pid:
         # A child forked without exec (pyroute2's NetNS helper) inherits this
         # handler: it must die as before, not run the daemon's cleanup.
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
+    # If the signal lands while a __del__ runs (an event loop or socket being
+    # collected), Python swallows this exception: the flag still stops us.
+    _stop_requested = True
     raise SystemExit(0)
 
 
@@ -833,6 +841,8 @@ def main(argv: list[str] | None = None) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            if _stop_requested:
+                stop.set()
             links = LinkMonitor(daemon.link_changed)
             loop.add_reader(links.fileno(), links.poll)
             try:

@@ -363,6 +363,20 @@ class Pipeline:
         return _entries(lib.vs_pipeline_dump(self.handle, table_id, key, mask, out_port,
                                              out_group, cookie, cookie_mask))
 
+    def aggregate(self, table_id: int = ofp.OFPTT_ALL, match: Match | None = None,
+                  out_port: int = ofp.OFPP_ANY, out_group: int = ofp.OFPG_ANY,
+                  cookie: int = 0, cookie_mask: int = 0) -> tuple[int, int, int]:
+        """(packet_count, byte_count, flow_count) of the rules dump_flows
+        would return, without building them."""
+        key = ffi.new("struct vs_key *")
+        mask = ffi.new("struct vs_key *")
+        match_to_key(match, key, mask)
+        agg = ffi.new("struct vs_aggregate *")
+        if lib.vs_pipeline_aggregate(self.handle, table_id, key, mask, out_port, out_group,
+                                     cookie, cookie_mask, agg) < 0:
+            raise ValueError(f"bad table {table_id}")
+        return agg.packet_count, agg.byte_count, agg.flow_count
+
     def expire(self, now_ns: int = 0) -> int:
         """Remove entries whose timeouts passed; returns how many."""
         return lib.vs_pipeline_expire(self.handle, now_ns)

@@ -241,7 +241,7 @@ def _parse_l4(frame: bytes, off: int, end: int, family: int, f: dict, lay: dict)
 
 
 def select_hash(fields: dict[str, int]) -> int:
-    """FNV-1a (32 bits) over the key bytes of eth_dst, eth_src, eth_type,
+    """FNV-1a (32 bits), finished with fmix32, over the key bytes of eth_dst, eth_src, eth_type,
     vlan_vid, ip_proto, ipv4_src, ipv4_dst, ipv6_src, ipv6_dst, tp_src, tp_dst
     (the C key's shared storage: ARP SPA/TPA are ipv4_src/dst, the ports of
     TCP, UDP or SCTP are tp_src/tp_dst)."""
@@ -257,7 +257,12 @@ def select_hash(fields: dict[str, int]) -> int:
     h = 2166136261
     for byte in b"".join(v.to_bytes(size, "big") for v, size in parts):
         h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
-    return h
+    # finished with murmur3's fmix32 (FNV's low bits are weak)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
 
 
 # =============================================================================

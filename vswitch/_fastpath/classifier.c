@@ -2,7 +2,9 @@
  *
  * Invariants:
  *  - every subtable holds at least one rule; its max_priority is the highest
- *    priority among them, and cls->st is sorted by max_priority descending;
+ *    priority among them, n_max how many rules have it (so removing rules is
+ *    O(1) until the last top-priority one goes, then one rescan, as OVS's
+ *    max_count), and cls->st is sorted by max_priority descending;
  *  - in a bucket, each distinct masked key appears once, as the head of a
  *    `same` chain sorted by priority descending (ties in insertion order);
  *  - rule->key is already masked by its subtable's mask.
@@ -158,7 +160,10 @@ done:
     cls->n_rules++;
     if (rule->priority > st->max_priority) {
         st->max_priority = rule->priority;
+        st->n_max = 1;
         resort(cls, index_of(cls, st));
+    } else if (rule->priority == st->max_priority) {
+        st->n_max++;
     }
     return 0;
 }
@@ -201,14 +206,25 @@ void cls_remove(struct classifier *cls, struct cls_rule *rule)
         free(st);
         return;
     }
-    if (rule->priority == st->max_priority) {
-        /* Heads carry the highest priority of their chain. */
+    if (rule->priority == st->max_priority && --st->n_max == 0) {
+        /* The last rule at the top went: rescan, counting every rule of the
+         * new maximum (a chain may hold several of them). */
         int32_t max = INT32_MIN;
+        uint32_t n = 0;
         for (uint32_t b = 0; b < st->n_buckets; b++)
-            for (struct cls_rule *r = st->buckets[b]; r; r = r->hnext)
-                if (r->priority > max)
-                    max = r->priority;
+            for (struct cls_rule *h = st->buckets[b]; h; h = h->hnext)
+                for (struct cls_rule *r = h; r; r = r->same) {
+                    if (r->priority > max) {
+                        max = r->priority;
+                        n = 0;
+                    }
+                    if (r->priority == max)
+                        n++;
+                    else
+                        break;          /* chains are sorted: the rest are lower */
+                }
         st->max_priority = max;
+        st->n_max = n;
         resort(cls, i);
     }
 }

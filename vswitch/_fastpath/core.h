@@ -124,6 +124,7 @@ struct cls_subtable {
     uint32_t n_heads;
     uint32_t n_rules;
     int32_t max_priority;
+    uint32_t n_max;                    /* rules at max_priority (rescan when it hits 0) */
 };
 struct classifier {
     struct cls_subtable **st;          /* sorted by max_priority, descending */

@@ -546,9 +546,17 @@ static void bucket(struct exec_ctx *x, struct pkt_state *ps, struct vs_group *g,
     struct pkt_state clone = *ps;
     clone.owned = 0;          /* the bucket's writes go to its own copy */
     clone.emitted = 0;
+    uint32_t n_emits = x->out->n_emits, n_upcalls = x->out->n_upcalls;
     run(x, &clone, gb->actions, gb->actions_len);
-    if (clone.emitted && clone.data == ps->data)
-        ps->emitted = 1;      /* an emit shares our bytes: copy before writing */
+    /* An emit or upcall made before the bucket's first write shares our bytes
+     * (the bucket may have copied them since, so clone.data no longer says
+     * so): we must copy before writing again. */
+    for (uint32_t i = n_emits; i < x->out->n_emits; i++)
+        if (x->out->emits[i].data == ps->data)
+            ps->emitted = 1;
+    for (uint32_t i = n_upcalls; i < x->out->n_upcalls; i++)
+        if (x->out->upcalls[i].data == ps->data)
+            ps->emitted = 1;
 }
 
 static void group(struct exec_ctx *x, struct pkt_state *ps, uint32_t id)

@@ -386,6 +386,18 @@ struct vs_flow_list *vs_pipeline_dump(struct vs_pipeline *, uint8_t table_id,
                                       const struct vs_key *mask,
                                       uint32_t out_port, uint32_t out_group,
                                       uint64_t cookie, uint64_t cookie_mask);
+/* What vs_pipeline_dump would select, summed without copying anything:
+ * the counters of AGGREGATE requests.  Returns 0, or -1 for a bad table
+ * id or no memory. */
+struct vs_aggregate {
+    uint64_t packet_count;
+    uint64_t byte_count;
+    uint32_t flow_count;
+    uint32_t pad;
+};
+int vs_pipeline_aggregate(struct vs_pipeline *, uint8_t table_id, const struct vs_key *match,
+                          const struct vs_key *mask, uint32_t out_port, uint32_t out_group,
+                          uint64_t cookie, uint64_t cookie_mask, struct vs_aggregate *);
 /* Remove entries whose timeouts have passed at monotonic time now_ns
  * (0 = now); removed entries with SEND_FLOW_REM are queued. Returns count. */
 size_t vs_pipeline_expire(struct vs_pipeline *, uint64_t now_ns);

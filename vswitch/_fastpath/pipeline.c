@@ -990,6 +990,27 @@ struct vs_flow_list *vs_pipeline_dump(struct vs_pipeline *p, uint8_t table_id,
     return l;
 }
 
+int vs_pipeline_aggregate(struct vs_pipeline *p, uint8_t table_id, const struct vs_key *match,
+                          const struct vs_key *mask, uint32_t out_port, uint32_t out_group,
+                          uint64_t cookie, uint64_t cookie_mask, struct vs_aggregate *agg)
+{
+    memset(agg, 0, sizeof *agg);
+    if (table_id >= VS_N_TABLES && table_id != VS_OFPTT_ALL)
+        return -1;
+    struct selector s = {match, mask, 0, 0, out_port, out_group, cookie, cookie_mask};
+    struct rule_vec v = {0};
+    rdlock(p);
+    int rc = select_rules(p, table_id, &s, &v);
+    for (size_t i = 0; rc == 0 && i < v.n; i++) {
+        agg->packet_count += ATOMIC_LOAD(&v.r[i]->n_packets);
+        agg->byte_count += ATOMIC_LOAD(&v.r[i]->n_bytes);
+    }
+    agg->flow_count = rc == 0 ? (uint32_t)v.n : 0;
+    unlock(p);
+    free(v.r);
+    return rc == 0 ? 0 : -1;
+}
+
 void vs_flow_list_free(struct vs_flow_list *l)
 {
     if (!l)

@@ -436,11 +436,17 @@ class OFSwitch:
         return m.FlowStatsReply(xid=msg.xid, flows=flows)
 
     def _aggregate(self, st: ConnState, msg):
-        entries = self._flow_entries(msg)
-        return m.AggregateStatsReply(xid=msg.xid,
-                                     packet_count=sum(e.packet_count for e in entries),
-                                     byte_count=sum(e.byte_count for e in entries),
-                                     flow_count=len(entries))
+        if self.counters.fail_open:         # the hidden rule must not be counted
+            entries = self._flow_entries(msg)
+            packets, nbytes, n = (sum(e.packet_count for e in entries),
+                                  sum(e.byte_count for e in entries), len(entries))
+        else:
+            validate_match(msg.match)
+            packets, nbytes, n = self.bridge.pipeline.aggregate(
+                msg.table_id, msg.match, msg.out_port, msg.out_group, msg.cookie,
+                msg.cookie_mask)
+        return m.AggregateStatsReply(xid=msg.xid, packet_count=packets, byte_count=nbytes,
+                                     flow_count=n)
 
     def _table_stats(self, st: ConnState, msg):
         stats = []
