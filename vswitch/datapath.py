@@ -289,9 +289,8 @@ class Datapath:
                       if i.type == lib.VS_DP_PORT_AFXDP else ""),
             xdp_zerocopy=bool(i.xdp_zerocopy))
 
-    def set_vxlan_route(self, port_no: int, route) -> None:
-        """Give a vxlan port its outer headers' route (a tunnel.Route, or
-        None: unresolved, frames are dropped and counted)."""
+    @staticmethod
+    def _vxlan_route(route):
         r = ffi.new("struct vs_dp_vxlan_route *")
         if route is not None:
             r.ifindex = route.ifindex
@@ -299,19 +298,18 @@ class Datapath:
             r.src_mac = route.src_mac
             r.dst_mac = route.dst_mac
             r.src_ip = route.src_ip_bytes
-        _raise(lib.vs_dp_vxlan_set_route(self.handle, port_no, r), None,
+        return r
+
+    def set_vxlan_route(self, port_no: int, route) -> None:
+        """Give a vxlan port its outer headers' route (a tunnel.Route, or
+        None: unresolved, frames are dropped and counted)."""
+        _raise(lib.vs_dp_vxlan_set_route(self.handle, port_no, self._vxlan_route(route)), None,
                f"set_vxlan_route {port_no}")
 
     def set_vxlan_dest(self, port_no: int, dst: str, route) -> None:
         """A remote_ip=flow port's route to dst (None withdraws it)."""
-        r = ffi.new("struct vs_dp_vxlan_route *")
-        if route is not None:
-            r.ifindex = route.ifindex
-            r.mtu = route.mtu
-            r.src_mac = route.src_mac
-            r.dst_mac = route.dst_mac
-            r.src_ip = route.src_ip_bytes
-        _raise(lib.vs_dp_vxlan_set_dest(self.handle, port_no, socket.inet_aton(dst), r), None,
+        _raise(lib.vs_dp_vxlan_set_dest(self.handle, port_no, socket.inet_aton(dst),
+                                        self._vxlan_route(route)), None,
                f"set_vxlan_dest {port_no} {dst}")
 
     def vxlan_wanted(self, port_no: int) -> list[str]:
