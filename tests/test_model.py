@@ -937,3 +937,15 @@ def test_rewritten_frames_keep_valid_checksums(acts, frame) -> None:
     p.add_flow(0, 1, Match(), [apply(Group(1))])
     for _, out, _ in p.process(frame, 1).outputs:
         assert rechecksum(out) == out
+
+
+def test_icmp_rewrite_to_all_zeros_gets_checksum_ffff() -> None:
+    # Echo reply code 1 -> code 0 with id, seq and payload zero: the message
+    # sums to +0, which RFC 1624's update alone would write as 0 (found by
+    # hypothesis); the C core does the same (test_agreement).
+    frame = bytes(eth() / IP(src=IP4A, dst=IP4A, ttl=0, id=1) / ICMP(type=0, code=1, id=0, seq=0))
+    p = pipe()
+    p.add_flow(0, 1, Match(eth_type=0x800, ip_proto=1),
+               [apply(SetField("icmpv4_code", 0), Output(2))])
+    (out,) = [data for _port, data, _q in run(p, frame).outputs]
+    assert out[-6:-4] == b"\xff\xff" and rechecksum(out) == out

@@ -2391,3 +2391,14 @@ def test_aggregate_sums_what_dump_selects():
         assert p.aggregate(**kw) == (sum(e.packet_count for e in entries),
                                      sum(e.byte_count for e in entries), len(entries))
     assert p.aggregate()[2] == 40
+
+
+def test_icmp_rewrite_to_all_zeros_gets_checksum_ffff():
+    # RFC 1624's update alone would write 0 for a message that sums to +0.
+    frame = bytes(ether(()) / IP(src="10.0.0.1", dst="10.0.0.1", ttl=0, id=1)
+                  / ICMP(type=0, code=1, id=0, seq=0))
+    p = new_pipeline()
+    p.add_flow(0, 1, Match(eth_type=0x800, ip_proto=1),
+               [apply(SetField("icmpv4_code", 0), Output(2))])
+    out = only_output(run(p, frame))
+    assert out[34:36] == b"\x00\x00" and out[36:38] == b"\xff\xff"    # code 0, checksum

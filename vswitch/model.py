@@ -454,6 +454,12 @@ def set_field(frame: bytearray, in_port: int, name: str, value: int) -> None:
     elif name.endswith(("_type", "_code")):        # icmpv4/icmpv6
         _write(frame, l4 + (0 if name.endswith("_type") else 1), bytes([value]),
                _l4_sums(f, lay, False))
+        if name.startswith("icmpv4"):
+            # The incremental update cannot tell +0 from -0: a message that is
+            # now all zeros sums to +0, and its checksum is 0xffff, not 0.
+            end = min(len(frame), l3 + _be(frame, l3 + 2, 2))
+            if _be(frame, l4 + 2, 2) == 0 and not any(frame[l4:end]):
+                frame[l4 + 2:l4 + 4] = b"\xff\xff"
     elif name.startswith("arp_"):
         off, size = {"arp_op": (6, 2), "arp_sha": (8, 6), "arp_spa": (14, 4),
                      "arp_tha": (18, 6), "arp_tpa": (24, 4)}[name]

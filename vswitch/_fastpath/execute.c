@@ -190,6 +190,23 @@ static uint8_t *l4_csum(struct pkt_state *ps, bool *udp)
     }
 }
 
+/* RFC 1624's update cannot tell +0 from -0: an ICMPv4 message that became
+ * all zeros sums to +0, so its checksum is 0xffff, not the 0 the update
+ * gives.  (TCP, UDP and ICMPv6 sums include a non-zero pseudo-header and the
+ * IPv4 header a non-zero version: only ICMPv4 can be all zeros.) */
+static void icmp4_zero_fix(struct pkt_state *ps, uint8_t *c)
+{
+    if (be16(c) != 0 || ps->L.l3 == VS_NO_LAYER || (uint32_t)ps->L.l3 + 4 > ps->len)
+        return;
+    uint32_t end = ps->L.l3 + be16(ps->data + ps->L.l3 + 2);
+    if (end > ps->len)
+        end = ps->len;
+    for (uint32_t i = ps->L.l4; i < end; i++)
+        if (ps->data[i])
+            return;
+    put16(c, 0xffff);
+}
+
 /* Overwrites n bytes at ofs (ofs + n <= len checked by the caller) and fixes
  * the checksums named in which. */
 static void rewrite(struct pkt_state *ps, uint32_t ofs, const uint8_t *src, uint32_t n, int which)
@@ -209,8 +226,11 @@ static void rewrite(struct pkt_state *ps, uint32_t ofs, const uint8_t *src, uint
         bool udp;
         uint8_t *c = l4_csum(ps, &udp);
         /* ICMPv4 has no pseudo-header. */
-        if (c && !((which & CS_L4_PSEUDO) && !(which & CS_L4) && ps->key->ip_proto == 1))
+        if (c && !((which & CS_L4_PSEUDO) && !(which & CS_L4) && ps->key->ip_proto == 1)) {
             csum_fix(c, old, ps->data + lo, span, udp);
+            if (ps->key->ip_proto == 1 && (which & CS_L4))
+                icmp4_zero_fix(ps, c);
+        }
     }
 }
 
