@@ -183,8 +183,10 @@ class ConnectionManager:
             t.n_disconnects += 1
             if t.active:
                 self.controller_seen = time.monotonic()
-            t.last_error = ch.done.result() if ch.done.done() else ""
-            log.info("%s: %s disconnected: %s", self.name, ch.peer, t.last_error)
+            why = ch.done.result() if ch.done.done() else ""
+            if t.active:                   # a listener's state is not its clients'
+                t.last_error = why
+            log.info("%s: %s disconnected: %s", self.name, ch.peer, why)
             self.on_close(ch)
 
         return Channel(peer=peer, probe_interval=self.probe_interval,
