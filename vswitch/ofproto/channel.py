@@ -18,7 +18,7 @@ behaviour:
 
 Every other message is decoded and handed to `on_message(channel, msg)`; a
 message the codec or the handler refuses is answered with the ERROR they name
-(type, code, the first 64 bytes of the request) and the connection stays up.
+(type, code, and the request itself) and the connection stays up.
 Flow control: while the peer does not read our replies (the transport's
 buffer is over its high-water mark) we stop reading its requests.
 """
@@ -44,6 +44,7 @@ HEADER = struct.Struct("!BBHI")
 # much is waiting in the socket's send buffer: a slow controller must not
 # make the daemon's memory grow without bound.
 MAX_BACKLOG = 4 << 20
+MAX_ERROR_DATA = 0xFFFF - 12    # an ERROR's header and type/code, then the request
 
 
 @dataclass
@@ -145,8 +146,11 @@ class Channel(asyncio.Protocol):
         return True
 
     def send_error(self, err: ofp.OFError, request: bytes, xid: int) -> None:
+        """The spec asks for at least 64 bytes of the request; like Open
+        vSwitch we send all of it that fits, so ovs-ofctl can decode it."""
         self.stats.rx_errors += 1
-        self.send(m.Error(type=err.type, code=err.code, data=request[:64], xid=xid))
+        self.send(m.Error(type=err.type, code=err.code, data=request[:MAX_ERROR_DATA],
+                          xid=xid))
 
     def close(self, why: str = "closed by the switch") -> None:
         """End the connection after what is queued has been sent."""
