@@ -151,11 +151,14 @@ class Daemon:
         if of is None:
             return
         sw = of[0]
+        packet_ins = []
         for u in sw.bridge.dp.upcalls(UPCALL_BATCH):
             if u.kind == UPCALL_SFLOW:          # a flow sample, not a packet-in
                 self.sflow.on_sample(name, u)
             else:
-                sw.upcall(u)
+                packet_ins.append(u)
+        if packet_ins:
+            sw.upcalls(packet_ins)
 
     def tick(self) -> None:
         """Once a second: flow timeouts, flow-removed messages, fail mode, sFlow."""

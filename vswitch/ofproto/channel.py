@@ -79,6 +79,7 @@ class Channel(asyncio.Protocol):
         self._last_rx = time.monotonic()
         self._probe: asyncio.Task | None = None
         self._next_xid = 0x10000000
+        self._corked: list[bytes] | None = None
 
     # --- asyncio protocol ------------------------------------------------------------
 
@@ -134,8 +135,22 @@ class Channel(asyncio.Protocol):
         if self.closed:
             return
         for data in wire.encode_split(msg):
-            self.transport.write(data)
+            if self._corked is not None:
+                self._corked.append(data)
+            else:
+                self.transport.write(data)
             self.stats.tx_msgs += 1
+
+    def cork(self) -> None:
+        """Hold what is sent until uncork(): a burst of packet-ins then costs
+        one write, not a system call each."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        held, self._corked = self._corked, None
+        if held and not self.closed:
+            self.transport.write(b"".join(held))
 
     def send_async(self, msg) -> bool:
         """Queue an asynchronous message unless the peer is not reading."""

@@ -197,6 +197,19 @@ class OFSwitch:
                 sent += st.channel.send_async(msg)
         return sent
 
+    def upcalls(self, batch: list[DpUpcall]) -> None:
+        """A batch of frames the pipeline sent to the controller: one write
+        per connection for the whole batch."""
+        channels = [st.channel for st in self.conns.values()]
+        for ch in channels:
+            ch.cork()
+        try:
+            for u in batch:
+                self.upcall(u)
+        finally:
+            for ch in channels:
+                ch.uncork()
+
     def upcall(self, u: DpUpcall) -> None:
         """A frame the pipeline sent to the controller."""
         if u.reason > ofp.OFPR_INVALID_TTL:
@@ -211,14 +224,14 @@ class OFSwitch:
         if max_len != ofp.OFPCML_NO_BUFFER and max_len < len(u.data):
             buffer_id = self._buffer(u.in_port, u.data)
             data = u.data[:max_len]
-        fields = {"in_port": u.in_port}
+        fields = {"in_port": (u.in_port, 0xFFFFFFFF)}
         if u.metadata:
-            fields["metadata"] = u.metadata
+            fields["metadata"] = (u.metadata, (1 << 64) - 1)
         if u.tunnel_id:
-            fields["tunnel_id"] = u.tunnel_id
+            fields["tunnel_id"] = (u.tunnel_id, (1 << 64) - 1)
         msg = m.PacketIn(buffer_id=buffer_id, total_len=u.len, reason=u.reason,
                          table_id=u.table_id, cookie=u.cookie,
-                         match=ofp.Match(**fields), data=data)
+                         match=ofp.Match.from_fields(fields), data=data)
         if self._broadcast("packet_in", u.reason, msg):
             self.counters.packet_ins += 1
         else:
