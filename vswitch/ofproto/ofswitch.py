@@ -250,7 +250,7 @@ class OFSwitch:
     def port_status(self, reason: int, port_no: int, desc: m.Port | None = None) -> None:
         """A port was added, deleted (desc = how it was) or changed."""
         if desc is None:
-            desc = self._port(port_no)
+            desc = self.port_desc(port_no)
             if desc is None:
                 return
         self._broadcast("port_status", reason, m.PortStatus(reason=reason, desc=desc))
@@ -366,7 +366,7 @@ class OFSwitch:
         return None
 
     def _port_mod(self, st: ConnState, msg: m.PortMod):
-        desc = self._port(msg.port_no)
+        desc = self.port_desc(msg.port_no)
         if desc is None or msg.port_no > OFPP_MAX:
             raise OFError(m.OFPET_PORT_MOD_FAILED, m.OFPPMFC_BAD_PORT, f"port {msg.port_no}")
         if msg.hw_addr != desc.hw_addr:
@@ -422,7 +422,7 @@ class OFSwitch:
         return None
 
     def _queue_config(self, st: ConnState, msg):
-        if msg.port != ofp.OFPP_ANY and self._port(msg.port) is None:
+        if msg.port != ofp.OFPP_ANY and self.port_desc(msg.port) is None:
             raise OFError(m.OFPET_QUEUE_OP_FAILED, m.OFPQOFC_BAD_PORT, f"port {msg.port}")
         return m.QueueGetConfigReply(xid=msg.xid, port=msg.port, queues=())
 
@@ -565,7 +565,8 @@ class OFSwitch:
         return m.TableFeaturesReply(xid=msg.xid, tables=tuple(
             table_features(t) for t in range(ofp.OFPTT_ALL)))
 
-    def _port(self, port_no: int) -> m.Port | None:
+    def port_desc(self, port_no: int) -> m.Port | None:
+        """The port as PORT_DESC and PORT_STATUS describe it (None: no such port)."""
         try:
             info = self.bridge.dp.port_info(port_no)
         except DatapathError:
@@ -579,11 +580,8 @@ class OFSwitch:
                       advertised=0, supported=0, peer=0,
                       curr_speed=max(speed, 0) * 1000, max_speed=max(speed, 0) * 1000)
 
-    def port_desc(self, port_no: int) -> m.Port | None:
-        return self._port(port_no)
-
     def _port_desc(self, st: ConnState, msg):
-        ports = [self._port(n) for n in self.bridge.dp.port_numbers()]
+        ports = [self.port_desc(n) for n in self.bridge.dp.port_numbers()]
         return m.PortDescReply(xid=msg.xid, ports=tuple(p for p in ports if p is not None))
 
 
