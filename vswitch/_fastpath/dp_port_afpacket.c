@@ -327,23 +327,10 @@ int dp_afpacket_open(struct vs_dp *dp, struct dp_port *p, struct vs_error *err)
 {
     const struct vs_dp_config *c = &dp->cfg;
     int rc;
-    uint32_t mtu = 0, up = 0;
 
-    if (!p->ifindex) {
-        if (!p->name[0])
-            return dp_err(err, EINVAL, "system port %u: ifindex or name required", p->port_no);
-        p->ifindex = if_nametoindex(p->name);
-        if (!p->ifindex)
-            return dp_err(err, ENODEV, "system port %u: no device %.16s", p->port_no, p->name);
-    }
-    if ((rc = dp_netdev_name(p->ifindex, p->name)) < 0)
-        return dp_err(err, -rc, "system port %u: no device with ifindex %u", p->port_no,
-                      p->ifindex);
-    if ((rc = dp_netdev_mtu(p->name, &mtu)) < 0 || (rc = dp_netdev_link(p->name, &up)) < 0)
-        return dp_err(err, -rc, "%s: cannot read MTU/link", p->name);
-    p->mtu = mtu;
-    p->max_frame = mtu + 14 + 8;
-    p->link_up = up;
+    if ((rc = dp_netdev_attach(p, "system", err)) < 0)
+        return rc;
+    const uint32_t mtu = p->mtu;
     if (p->max_frame + 256 > c->ring_block_size)
         return dp_err(err, EINVAL, "%s: MTU %u too large for ring blocks of %u bytes", p->name,
                       mtu, c->ring_block_size);

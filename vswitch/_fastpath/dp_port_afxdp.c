@@ -497,27 +497,14 @@ int dp_afxdp_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
                   struct vs_error *err)
 {
     int rc;
-    uint32_t mtu = 0, up = 0;
     (void)dp;
     pthread_once(&g_log_once, log_init);
 
     if (cfg->xdp_mode > VS_DP_XDP_GENERIC)
         return dp_err(err, EINVAL, "afxdp port %u: bad xdp_mode %u", p->port_no, cfg->xdp_mode);
-    if (!p->ifindex) {
-        if (!p->name[0])
-            return dp_err(err, EINVAL, "afxdp port %u: ifindex or name required", p->port_no);
-        p->ifindex = if_nametoindex(p->name);
-        if (!p->ifindex)
-            return dp_err(err, ENODEV, "afxdp port %u: no device %.16s", p->port_no, p->name);
-    }
-    if ((rc = dp_netdev_name(p->ifindex, p->name)) < 0)
-        return dp_err(err, -rc, "afxdp port %u: no device with ifindex %u", p->port_no,
-                      p->ifindex);
-    if ((rc = dp_netdev_mtu(p->name, &mtu)) < 0 || (rc = dp_netdev_link(p->name, &up)) < 0)
-        return dp_err(err, -rc, "%s: cannot read MTU/link", p->name);
-    p->mtu = mtu;
-    p->max_frame = mtu + 14 + 8;
-    p->link_up = up;
+    if ((rc = dp_netdev_attach(p, "afxdp", err)) < 0)
+        return rc;
+    const uint32_t mtu = p->mtu;
     uint32_t fsize = p->max_frame + XS_HEADROOM <= 2048 ? 2048 : 4096;
     if (p->max_frame + XS_HEADROOM > fsize)
         return dp_err(err, EINVAL, "%s: MTU %u too large for AF_XDP (at most %u: no "

@@ -117,6 +117,10 @@ int dp_netdev_set_mtu(const char *name, uint32_t mtu);
 int dp_netdev_flags(const char *name, uint32_t *flags);
 int dp_netdev_set_up(const char *name);
 int dp_netdev_link(const char *name, uint32_t *up);   /* admin up and carrier */
+/* A port on a kernel device (system, afxdp): find it by ifindex or name, fill
+ * in both, the MTU, max_frame (MTU + Ethernet + two VLAN tags) and the link
+ * state.  kind names the port type in errors.  0, or -errno with err set. */
+int dp_netdev_attach(struct dp_port *, const char *kind, struct vs_error *err);
 /* One's complement sums (RFC 1071): add big-endian 16-bit words; fold. */
 uint32_t dp_sum16(uint32_t sum, const uint8_t *p, uint32_t n);
 uint16_t dp_fold(uint32_t sum);

@@ -121,6 +121,28 @@ int dp_netdev_link(const char *name, uint32_t *up)
     return 0;
 }
 
+int dp_netdev_attach(struct dp_port *p, const char *kind, struct vs_error *err)
+{
+    uint32_t mtu = 0, up = 0;
+    int rc;
+    if (!p->ifindex) {
+        if (!p->name[0])
+            return dp_err(err, EINVAL, "%s port %u: ifindex or name required", kind, p->port_no);
+        p->ifindex = if_nametoindex(p->name);
+        if (!p->ifindex)
+            return dp_err(err, ENODEV, "%s port %u: no device %.16s", kind, p->port_no, p->name);
+    }
+    if ((rc = dp_netdev_name(p->ifindex, p->name)) < 0)
+        return dp_err(err, -rc, "%s port %u: no device with ifindex %u", kind, p->port_no,
+                      p->ifindex);
+    if ((rc = dp_netdev_mtu(p->name, &mtu)) < 0 || (rc = dp_netdev_link(p->name, &up)) < 0)
+        return dp_err(err, -rc, "%s: cannot read MTU/link", p->name);
+    p->mtu = mtu;
+    p->max_frame = mtu + 14 + 8;
+    p->link_up = up;
+    return 0;
+}
+
 /* ---- checksums ------------------------------------------------------------- */
 
 uint32_t dp_sum16(uint32_t sum, const uint8_t *p, uint32_t n)
