@@ -76,16 +76,17 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benches.ovs_switch import OvsSwitch, ovs_missing, ovs_version
+
 ROOT = Path(__file__).resolve().parents[1]
 PREFIX = "ve"                          # namespaces and devices: ve + 6 hex + suffix
-OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+
 GEN_PORT, SINK_PORT = 1, 2
 
 
@@ -303,79 +304,21 @@ class VswitchSUT:
             self.pipeline = None
 
 
-class OvsSUT:
-    """Open vSwitch userspace datapath: ovsdb-server and ovs-vswitchd started
-    here in a private directory, one bridge with datapath_type=netdev."""
+class OvsSUT(OvsSwitch):
+    """Open vSwitch userspace datapath (benches/ovs_switch.py: a private
+    ovsdb-server and ovs-vswitchd, one netdev bridge), its PMD on `cpu`."""
 
     def __init__(self, case: Case, cpu: int, bridge: str) -> None:
+        super().__init__(bridge, other_config={"pmd-cpu-mask": f"{1 << cpu:#x}"})
         self.case = case
         self.cpu = cpu
-        self.bridge = bridge
-        self.dir: Path | None = None
-        self.ovsdb: subprocess.Popen | None = None
-        self.vswitchd: subprocess.Popen | None = None
-        self.env: dict[str, str] = {}
         self.port_status: dict[str, str] = {}
 
-    @staticmethod
-    def available() -> str | None:
-        missing = [t for t in ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl",
-                               "ovs-ofctl", "ovs-appctl") if not shutil.which(t)]
-        if missing or not OVS_SCHEMA.exists():
-            return ("Open vSwitch not installed (apt-get install -y openvswitch-switch): "
-                    f"missing {' '.join(missing) or OVS_SCHEMA}")
-        return None
-
-    @staticmethod
-    def version() -> str:
-        try:
-            r = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True,
-                               timeout=10)
-            return r.stdout.splitlines()[0].strip()
-        except (OSError, subprocess.SubprocessError, IndexError):
-            return "unknown"
-
-    def _cmd(self, *args: str, timeout: float = 20, check: bool = True) -> str:
-        r = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                           env=self.env)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
-        return r.stdout
-
-    def vsctl(self, *args: str, timeout: float = 20, check: bool = True) -> str:
-        assert self.dir is not None
-        return self._cmd("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=15", *args,
-                         timeout=timeout, check=check)
-
-    def appctl(self, *args: str, target: str = "ovs-vswitchd", check: bool = True) -> str:
-        assert self.dir is not None
-        return self._cmd("ovs-appctl", "-t", f"{self.dir}/{target}.ctl", *args, check=check)
-
     def start(self, gen_port: str, sink_port: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="vs-e2e-ovs-"))
+        super().start()
         d = self.dir
-        self.env = dict(os.environ, OVS_RUNDIR=str(d), OVS_LOGDIR=str(d), OVS_DBDIR=str(d),
-                        OVS_SYSCONFDIR=str(d), OVS_PKGDATADIR="/usr/share/openvswitch")
-        self._cmd("ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA))
-        log = open(d / "stderr.log", "w")
-        self.ovsdb = subprocess.Popen(
-            ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
-             f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log",
-             "-vconsole:off"], stdout=subprocess.DEVNULL, stderr=log, env=self.env)
-        _wait_for(lambda: (d / "db.sock").exists(), 10, "ovsdb-server")
-        self.vsctl("--no-wait", "init")
-        self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
-                   f"other_config:pmd-cpu-mask={1 << self.cpu:#x}")
-        self.vswitchd = subprocess.Popen(
-            ["ovs-vswitchd", f"unix:{d}/db.sock", f"--unixctl={d}/ovs-vswitchd.ctl",
-             f"--log-file={d}/ovs-vswitchd.log", "-vconsole:off"],
-            stdout=subprocess.DEVNULL, stderr=log, env=self.env)
-        log.close()
-        _wait_for(lambda: (d / "ovs-vswitchd.ctl").exists(), 15, "ovs-vswitchd")
         self._pin_all()
         br = self.bridge
-        self.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev",
-                   "fail_mode=secure", "other_config:disable-in-band=true")
         for no, name in ((GEN_PORT, gen_port), (SINK_PORT, sink_port)):
             args = ["add-port", br, name, "--", "set", "Interface", name,
                     f"ofport_request={no}"]
@@ -389,13 +332,12 @@ class OvsSUT:
                 if self.case.port_type == "afxdp":
                     raise Skip(msg + self._log_tail("afxdp|xdp|XDP"))
                 raise RuntimeError(msg + self._log_tail())
-        of = ["ovs-ofctl", "-O", "OpenFlow13"]
-        self._cmd(*of, "del-flows", br)
+        self.ofctl("del-flows", br)
         if self.case.pipeline == "normal":
-            self._cmd(*of, "add-flow", br, "priority=0,actions=NORMAL")
+            self.ofctl("add-flow", br, "priority=0,actions=NORMAL")
         else:
-            self._cmd(*of, "add-flow", br, f"in_port={GEN_PORT},actions=output:{SINK_PORT}")
-            self._cmd(*of, "add-flow", br, f"in_port={SINK_PORT},actions=output:{GEN_PORT}")
+            self.ofctl("add-flow", br, f"in_port={GEN_PORT},actions=output:{SINK_PORT}")
+            self.ofctl("add-flow", br, f"in_port={SINK_PORT},actions=output:{GEN_PORT}")
         if self.case.port_type == "afxdp":
             log = (d / "ovs-vswitchd.log").read_text(errors="replace")
             for role, name in (("gen", gen_port), ("sink", sink_port)):
@@ -429,30 +371,6 @@ class OvsSUT:
     def end(self) -> dict[str, Any]:
         text = self.appctl("dpif-netdev/pmd-stats-show", check=False)
         return {"pmd_stats": _parse_pmd_stats(text)}
-
-    def stop(self) -> None:
-        if self.dir is None:
-            return
-        with contextlib.suppress(Exception):
-            if self.vswitchd is not None and self.vswitchd.poll() is None:
-                self.vsctl("--if-exists", "del-br", self.bridge, timeout=20)
-        for proc, target in ((self.vswitchd, "ovs-vswitchd"), (self.ovsdb, "ovsdb-server")):
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(Exception):
-                self.appctl("exit", target=target, check=False)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-        self.vswitchd = self.ovsdb = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
 
 
 def _parse_pmd_stats(text: str) -> dict[str, dict[str, float]]:
@@ -759,7 +677,7 @@ def machine() -> dict[str, str]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {"cpu": cpu, "cores": str(os.cpu_count()), "kernel": platform.release(),
-            "python": platform.python_version(), "ovs": OvsSUT.version()}
+            "python": platform.python_version(), "ovs": ovs_version()}
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -819,11 +737,11 @@ def main(argv: list[str] | None = None) -> int:
              for pl in args.pipelines.split(",") for sw in switches]
     results = {c: CaseResult(c) for c in cases}
 
-    ovs_missing = OvsSUT.available()
+    why_no_ovs = ovs_missing()
     vs_afxdp = _vswitch_afxdp_hint()
     for c in cases:
-        if c.switch == "ovs" and ovs_missing:
-            results[c].skipped = ovs_missing
+        if c.switch == "ovs" and why_no_ovs:
+            results[c].skipped = why_no_ovs
         if c.switch == "vswitch" and c.port_type == "afxdp" and vs_afxdp:
             results[c].skipped = vs_afxdp
 

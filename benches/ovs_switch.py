@@ -64,9 +64,11 @@ class OvsSwitch:
     listening for OpenFlow on ptcp:PORT:127.0.0.1 (`target` is what ovs-ofctl
     takes)."""
 
-    def __init__(self, bridge: str, fail_mode: str = "secure") -> None:
+    def __init__(self, bridge: str, fail_mode: str = "secure",
+                 other_config: dict[str, str] | None = None) -> None:
         self.bridge = bridge
         self.fail_mode = fail_mode
+        self.other_config = other_config or {}      # Open_vSwitch's, set before it starts
         self.port = free_port()
         self.target = f"tcp:127.0.0.1:{self.port}"
         self.dir: Path | None = None
@@ -94,6 +96,11 @@ class OvsSwitch:
         return self._cmd("ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--timeout=15", *args,
                          check=check).stdout
 
+    def appctl(self, *args: str, target: str = "ovs-vswitchd", check: bool = True) -> str:
+        assert self.dir is not None
+        return self._cmd("ovs-appctl", "-t", f"{self.dir}/{target}.ctl", *args, check=check,
+                         timeout=20).stdout
+
     def ofctl(self, *args: str, check: bool = True, timeout: float = 300,
               stdin: str | None = None) -> subprocess.CompletedProcess:
         return self._cmd("ovs-ofctl", "-O", "OpenFlow13", *args, check=check,
@@ -116,6 +123,9 @@ class OvsSwitch:
                      "-vconsole:off"], stdout=subprocess.DEVNULL, stderr=log, env=self.env)
                 _wait_for(lambda: (d / "db.sock").exists(), 10, "ovsdb-server")
                 self.vsctl("--no-wait", "init")
+                if self.other_config:
+                    self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                               *(f"other_config:{k}={v}" for k, v in self.other_config.items()))
                 self.vswitchd = subprocess.Popen(
                     ["ovs-vswitchd", f"unix:{d}/db.sock", f"--unixctl={d}/ovs-vswitchd.ctl",
                      f"--log-file={d}/ovs-vswitchd.log", "-vconsole:off"],
@@ -156,8 +166,7 @@ class OvsSwitch:
             with contextlib.suppress(Exception):
                 if target == "ovs-vswitchd":
                     self.vsctl("--if-exists", "del-br", self.bridge, check=False)
-                self._cmd("ovs-appctl", "-t", f"{self.dir}/{target}.ctl", "exit",
-                          check=False, timeout=10)
+                self.appctl("exit", target=target, check=False)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
