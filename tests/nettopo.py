@@ -243,6 +243,23 @@ def reap_stale(prefix: str = "vt", max_age_s: float = 600) -> list[str]:
     return removed
 
 
+def topology_unusable(prefix: str = "vt", why_root: str = "network namespaces, AF_PACKET",
+                       need_tun: bool = False) -> str | None:
+    """Why this machine cannot build test topologies (a skip reason), or None.
+    Also reaps what an earlier, killed run left under prefix."""
+    if os.geteuid() != 0:
+        return f"needs root ({why_root})"
+    if need_tun and not os.path.exists("/dev/net/tun"):
+        return "needs /dev/net/tun"
+    reap_stale(prefix)
+    try:
+        with Topology(prefix) as t:
+            t.add_host()
+    except Exception as e:
+        return f"cannot create network namespaces and veth pairs: {e}"
+    return None
+
+
 # --- traffic -------------------------------------------------------------------
 
 def _csum(data: bytes) -> int:

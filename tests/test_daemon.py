@@ -39,7 +39,7 @@ from nettopo import (  # noqa: E402
     disable_ipv6,
     drain,
     ping,
-    reap_stale,
+    topology_unusable,
     udp_sender,
     udp_socket,
 )
@@ -54,21 +54,8 @@ START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
 
-def _usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, AF_PACKET, TAP devices)"
-    if not os.path.exists("/dev/net/tun"):
-        return "needs /dev/net/tun"
-    reap_stale(PREFIX)
-    try:
-        with Topology(PREFIX) as t:
-            t.add_host()
-    except Exception as e:
-        return f"cannot create network namespaces and veth pairs: {e}"
-    return None
-
-
-_SKIP = _usable()
+_SKIP = topology_unusable(PREFIX, "network namespaces, AF_PACKET, TAP devices",
+                          need_tun=True)
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
 

@@ -29,9 +29,9 @@ from nettopo import (  # noqa: E402
     drain,
     in_netns,
     ping,
-    reap_stale,
     segmentation_offload,
     send_raw,
+    topology_unusable,
     udp_sender,
     udp_socket,
 )
@@ -47,22 +47,8 @@ from vswitch.datapath import (  # noqa: E402
 from vswitch.flowtable import Pipeline  # noqa: E402
 from vswitch.ofp import Match, Output, SetField, apply  # noqa: E402
 
-
-def _netns_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, AF_PACKET, TAP devices)"
-    if not os.path.exists("/dev/net/tun"):
-        return "needs /dev/net/tun"
-    reap_stale()
-    try:
-        with Topology() as t:
-            t.add_host()
-    except Exception as e:
-        return f"cannot create network namespaces and veth pairs: {e}"
-    return None
-
-
-_SKIP = _netns_usable()
+_SKIP = topology_unusable(why_root="network namespaces, AF_PACKET, TAP devices",
+                          need_tun=True)
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 
 

@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("pyroute2", reason="pyroute2 is needed to build topologies")
 
 import sflow_testdecode  # noqa: E402
-from nettopo import Topology, drain, reap_stale, send_raw  # noqa: E402
+from nettopo import Topology, drain, send_raw, topology_unusable  # noqa: E402
 
 from vswitch.datapath import UPCALL_SFLOW, Datapath, make_standalone  # noqa: E402
 from vswitch.flowtable import Pipeline  # noqa: E402
@@ -32,20 +32,7 @@ from vswitch.sflow.agent import PortView, SflowAgent  # noqa: E402
 from vswitch.sflow.settings import SflowSettings  # noqa: E402
 from vswitch.sflow.vm import VirtCpu, VirtDisk, VirtMemory  # noqa: E402
 
-
-def _usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, AF_PACKET)"
-    reap_stale()
-    try:
-        with Topology() as t:
-            t.add_host()
-    except Exception as e:
-        return f"cannot create network namespaces and veth pairs: {e}"
-    return None
-
-
-_SKIP = _usable()
+_SKIP = topology_unusable()
 pytestmark = pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
