@@ -47,6 +47,7 @@ from pyroute2 import IPRoute, NetNS, netns  # noqa: E402
 
 from vswitch import cli  # noqa: E402
 from vswitch.config import ConfigStore  # noqa: E402
+from vswitch.daemon import socket_alive  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = "vd"
@@ -71,17 +72,6 @@ def wait_for(cond, timeout: float = 3.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return bool(cond())
-
-
-def socket_alive(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 class Vswitchd:

@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,21 +32,11 @@ from nettopo import Host, Topology, disable_ipv6
 from pyroute2 import NetNS
 
 from vswitch import cli
+from vswitch.daemon import socket_alive
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
-
-
-def _alive(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def wait_for(cond, timeout: float = 5.0, step: float = 0.05) -> bool:
@@ -239,7 +228,7 @@ class Fabric:
                  "--state-dir", h.dir, "--log-level", "debug"],
                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _alive(sock):
+        while not socket_alive(sock):
             if h.proc.poll() is not None:
                 raise RuntimeError(f"vswitchd exited with {h.proc.returncode}:\n{h.log()}")
             if time.monotonic() > deadline:

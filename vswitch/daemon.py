@@ -720,7 +720,7 @@ async def serve(daemon: Daemon, sock_path: str, stop: asyncio.Event) -> None:
             writer.close()
 
     if os.path.exists(sock_path):
-        if _socket_alive(sock_path):
+        if socket_alive(sock_path):
             raise SystemExit(f"vswitchd: another daemon is serving {sock_path}")
         os.unlink(sock_path)
     old_umask = os.umask(0o077)                # root-only socket
@@ -783,7 +783,8 @@ def _lock_state_dir(state_dir: str) -> int:
     return fd
 
 
-def _socket_alive(path: str) -> bool:
+def socket_alive(path: str) -> bool:
+    """Is a daemon accepting connections on this Unix socket?"""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(path)
@@ -819,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     sock_path = args.socket or default_socket(args.state_dir)
     # Refuse before touching anything: a second daemon would fight the first
     # over its devices (and --demo would tear down the first one's demo).
-    if _socket_alive(sock_path):
+    if socket_alive(sock_path):
         print(f"vswitchd: another daemon is serving {sock_path}", file=sys.stderr)
         return 1
     try:
@@ -869,4 +870,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["Daemon", "answer", "main"]
+__all__ = ["Daemon", "answer", "main", "socket_alive"]
