@@ -153,15 +153,6 @@ class CaseResult:
 
 # --- small helpers ---------------------------------------------------------------
 
-def _wait_for(pred, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
 def _percentile(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")

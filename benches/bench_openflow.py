@@ -59,7 +59,15 @@ from pathlib import Path
 from types import ModuleType
 
 from benches.of_controller import Controller
-from benches.ovs_switch import OvsSwitch, free_port, ovs_missing, ovs_version
+from benches.ovs_switch import (
+    OvsSwitch,
+    free_port,
+    ovs_missing,
+    ovs_version,
+    tcp_listening,
+    wait_until,
+)
+from vswitch.daemon import socket_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,10 +119,10 @@ class VswitchSUT:
                 [sys.executable, "-m", "vswitch.daemon", "--state-dir", self.dir,
                  "--log-level", "warning"], cwd=ROOT, env=self.env, stdout=log,
                 stderr=subprocess.STDOUT)
-        _wait_for(lambda: _unix_alive(self.sock), 20, "vswitchd")
+        wait_until(lambda: socket_alive(self.sock), 20, "vswitchd")
         self.ctl("add-br", self.bridge, "--fail-mode", "secure")
         self.ctl("set-controller", self.bridge, f"ptcp:{self.port}")
-        _wait_for(lambda: _tcp_alive(self.port), 10, "vswitchd's OpenFlow listener")
+        wait_until(lambda: tcp_listening(self.port), 10, "vswitchd's OpenFlow listener")
 
     def add_port(self, name: str, ofport: int) -> None:
         self.ctl("add-port", self.bridge, name, "--ofport", str(ofport))
@@ -135,25 +143,6 @@ class VswitchSUT:
 
 class OvsSUT(OvsSwitch):
     kind = "ovs"
-
-
-def _unix_alive(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        return s.connect_ex(path) == 0
-
-
-def _tcp_alive(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait_for(pred, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def ofctl(*args: str, timeout: float = 900) -> str:

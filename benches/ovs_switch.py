@@ -32,13 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for(pred, timeout: float, what: str) -> None:
+def wait_until(pred, timeout: float, what: str) -> None:
+    """Poll pred until true; RuntimeError naming `what` after timeout seconds."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
             return
         time.sleep(0.05)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def tcp_listening(port: int) -> bool:
+    """Does something accept connections on 127.0.0.1:port?"""
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def ovs_missing() -> str | None:
@@ -121,7 +128,7 @@ class OvsSwitch:
                     ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
                      f"--unixctl={d}/ovsdb-server.ctl", f"--log-file={d}/ovsdb-server.log",
                      "-vconsole:off"], stdout=subprocess.DEVNULL, stderr=log, env=self.env)
-                _wait_for(lambda: (d / "db.sock").exists(), 10, "ovsdb-server")
+                wait_until(lambda: (d / "db.sock").exists(), 10, "ovsdb-server")
                 self.vsctl("--no-wait", "init")
                 if self.other_config:
                     self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
@@ -130,20 +137,19 @@ class OvsSwitch:
                     ["ovs-vswitchd", f"unix:{d}/db.sock", f"--unixctl={d}/ovs-vswitchd.ctl",
                      f"--log-file={d}/ovs-vswitchd.log", "-vconsole:off"],
                     stdout=subprocess.DEVNULL, stderr=log, env=self.env)
-            _wait_for(lambda: (d / "ovs-vswitchd.ctl").exists(), 15, "ovs-vswitchd")
+            wait_until(lambda: (d / "ovs-vswitchd.ctl").exists(), 15, "ovs-vswitchd")
             br = self.bridge
             self.vsctl("add-br", br, "--", "set", "Bridge", br, "datapath_type=netdev",
                        f"fail_mode={self.fail_mode}", "other_config:disable-in-band=true",
                        "protocols=OpenFlow13")
             self.vsctl("set-controller", br, f"ptcp:{self.port}:127.0.0.1")
-            _wait_for(self._listening, 10, "ovs-vswitchd's OpenFlow listener")
+            wait_until(self._listening, 10, "ovs-vswitchd's OpenFlow listener")
         except BaseException:
             self.stop()
             raise
 
     def _listening(self) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
+        return tcp_listening(self.port)
 
     def add_port(self, name: str, ofport: int) -> None:
         self.vsctl("add-port", self.bridge, name, "--", "set", "Interface", name,

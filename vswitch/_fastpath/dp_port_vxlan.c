@@ -467,6 +467,20 @@ static int vx_alloc_rx(struct vxlan *v, size_t b)
 /* The owner p leaves a group that still has members: the first of them
  * takes over the socket in p's poll thread.  Global mutex held; the
  * datapath's write lock is taken here (del_port has released it). */
+/* Take an empty group off g_groups and free it with its socket (global mutex). */
+static void vx_group_free(struct vx_group *g)
+{
+    for (struct vx_group **pp = &g_groups; *pp; pp = &(*pp)->next) {
+        if (*pp == g) {
+            *pp = g->next;
+            break;
+        }
+    }
+    close(g->fd);
+    free(g->members);
+    free(g);
+}
+
 static void vx_handover(struct vx_group *g, struct dp_port *p)
 {
     struct vs_dp *dp = g->dp;
@@ -535,15 +549,7 @@ static void vx_leave(struct dp_port *p)
             vx_handover(g, p);
         return;
     }
-    for (struct vx_group **pp = &g_groups; *pp; pp = &(*pp)->next) {
-        if (*pp == g) {
-            *pp = g->next;
-            break;
-        }
-    }
-    close(g->fd);
-    free(g->members);
-    free(g);
+    vx_group_free(g);
 }
 
 static void vx_close(struct dp_port *p)
@@ -709,15 +715,7 @@ int dp_vxlan_open(struct vs_dp *dp, struct dp_port *p, const struct vs_dp_port_c
     return 0;
 fail_group:
     if (g->n == 0) {                   /* made for us: undo */
-        for (struct vx_group **pp = &g_groups; *pp; pp = &(*pp)->next) {
-            if (*pp == g) {
-                *pp = g->next;
-                break;
-            }
-        }
-        close(g->fd);
-        free(g->members);
-        free(g);
+        vx_group_free(g);
     }
 fail:
     vx_close(p);
