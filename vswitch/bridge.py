@@ -67,7 +67,6 @@ class Bridge:
                  controllers: bool = False) -> None:
         self.name = name
         self.fail_mode = fail_mode
-        self.has_controllers = controllers
         self.pipeline = Pipeline()
         try:
             self.dp = Datapath(self.pipeline, n_threads=n_threads)
@@ -79,20 +78,20 @@ class Bridge:
         self.ports: dict[str, PortState] = {}
         self.groups: dict[int, object] = {}     # group id -> GroupSpec, for dump-groups
         self.meters: dict[int, object] = {}     # meter id -> MeterSpec
-        self.reset_flows()
+        self.reset_flows(controllers)
 
     def close(self) -> None:
         resolver().remove(self.dp)         # before the datapath goes
         self.dp.close()
         self.pipeline.close()
 
-    def reset_flows(self) -> None:
+    def reset_flows(self, controllers: bool = False) -> None:
         """A fresh standalone bridge without controllers forwards as a MAC
         learning switch (as OVS adds `priority=0 actions=NORMAL`); a secure
         one, or one with controllers, sets up no flows on its own (the fail
         mode decides what happens while no controller is connected)."""
         self.pipeline.flow_mod(ofp.OFPFC_DELETE, ofp.OFPTT_ALL)
-        if self.fail_mode == "standalone" and not self.has_controllers:
+        if self.fail_mode == "standalone" and not controllers:
             make_standalone(self.pipeline)
 
     # --- ports ---------------------------------------------------------------

@@ -124,12 +124,11 @@ class Daemon:
         """(Re)apply the bridge's controllers, channel options and SSL files."""
         if name not in self.openflow:
             return
-        sw, mgr = self.openflow[name]
+        mgr = self.openflow[name][1]
         cfg = self.store.get_bridge(name)
         probe = int(cfg.options.get("inactivity_probe", 5000)) / 1000
         backoff = int(cfg.options.get("max_backoff", 8000)) / 1000
         mgr.configure(self.store.get_controllers(name), probe, backoff, self.store.get_ssl())
-        sw.bridge.has_controllers = mgr.has_controllers()
 
     def _of_stop(self, name: str) -> asyncio.Task | None:
         """Stop reading the bridge's upcalls and close its connections (the

@@ -145,8 +145,9 @@ class ConnectionManager:
         return any(t.active and t.channels for t in self.targets.values())
 
     def seconds_without_controller(self) -> float:
+        """0 while a controller is connected, else the time since the last one
+        left (controller_seen is set when controller channels open and close)."""
         if self.controller_connected():
-            self.controller_seen = time.monotonic()
             return 0.0
         return time.monotonic() - self.controller_seen
 
